@@ -1,0 +1,161 @@
+"""Train the defect classifier + box regressor on generated data, export ONNX FP32 and INT8.
+
+    nice -n 10 .venv/bin/python models/vision/train.py                 # full run (arch "small")
+    nice -n 10 .venv/bin/python models/vision/train.py --compare       # architecture comparison
+
+Deterministic up to PyTorch CPU kernel non-determinism (torch.manual_seed, seeded data).
+Writes defect_fp32.onnx, defect_int8.onnx (via quantize.py), train_log.json next to this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from common import ARCHS, HERE, N_TRAIN, N_VAL, build, export_onnx, latency, ort_predict, ort_session, split_data
+from metrics import compute
+from preprocess import batch_u8_to_tensor
+
+BOX_WEIGHT = 5.0
+
+
+def augment(x: torch.Tensor, box: torch.Tensor, gen: torch.Generator):
+    """Random per-sample horizontal flip, vertical flip and 90-degree rotation, boxes moved along."""
+    n = x.shape[0]
+    box = box.clone()
+    hf = torch.rand(n, generator=gen) < 0.5
+    x[hf] = x[hf].flip(3)
+    box[hf, 0] = 1 - box[hf, 0] - box[hf, 2]
+    vf = torch.rand(n, generator=gen) < 0.5
+    x[vf] = x[vf].flip(2)
+    box[vf, 1] = 1 - box[vf, 1] - box[vf, 3]
+    rot = torch.rand(n, generator=gen) < 0.5
+    # rot90 counter-clockwise: pixel (row r, col c) -> (W-1-c, r)
+    x[rot] = torch.rot90(x[rot], 1, dims=(2, 3))
+    bx, by, bw, bh = box[rot].unbind(1)
+    box[rot] = torch.stack([by, 1 - bx - bw, bh, bw], 1)
+    return x, box
+
+
+def evaluate_torch(model, images, cls, box) -> dict:
+    model.eval()
+    probs, boxes = [], []
+    with torch.no_grad():
+        for i in range(0, len(images), 512):
+            p, b = model(torch.from_numpy(batch_u8_to_tensor(images[i : i + 512])))
+            probs.append(p.numpy())
+            boxes.append(b.numpy())
+    return compute(np.concatenate(probs), np.concatenate(boxes), cls, box)
+
+
+def train(arch: str, epochs: int, n_train: int, seed: int = 0, lr: float = 3e-3, batch: int = 128, log=print):
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.time()
+    tr_img, tr_cls, tr_box, _ = split_data("train", N_TRAIN)
+    va_img, va_cls, va_box, _ = split_data("val", N_VAL)
+    tr_img, tr_cls, tr_box = tr_img[:n_train], tr_cls[:n_train], tr_box[:n_train]
+    log(f"data ready in {time.time() - t0:.1f}s: train {len(tr_img)}, val {len(va_img)}")
+    x_all = torch.from_numpy(batch_u8_to_tensor(tr_img))
+    y_all = torch.from_numpy(tr_cls)
+    has_box = torch.from_numpy(~np.isnan(tr_box[:, 0]))
+    b_all = torch.from_numpy(np.nan_to_num(tr_box, nan=0.0))
+
+    model = build(arch)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    steps = epochs * ((len(x_all) + batch - 1) // batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
+    ce = nn.CrossEntropyLoss(label_smoothing=0.02)
+    best, best_state, history = -1.0, None, []
+    t_train = time.time()
+    for ep in range(epochs):
+        model.train()
+        perm = torch.randperm(len(x_all), generator=gen)
+        tot, nb, te = 0.0, 0, time.time()
+        for i in range(0, len(perm), batch):
+            idx = perm[i : i + batch]
+            x, bx = augment(x_all[idx].clone(), b_all[idx], gen)
+            logits, pb = model.forward_logits(x)
+            m = has_box[idx]
+            loss = ce(logits, y_all[idx])
+            if m.any():
+                loss = loss + BOX_WEIGHT * nn.functional.smooth_l1_loss(pb[m], bx[m], beta=0.02)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            tot += loss.item()
+            nb += 1
+        val = evaluate_torch(model, va_img, va_cls, va_box)
+        score = val["macro_f1_defects"] + 0.1 * val["mean_iou"]
+        history.append({"epoch": ep + 1, "loss": tot / nb, "seconds": time.time() - te, **{k: val[k] for k in ("accuracy", "macro_f1_defects", "auroc", "mean_iou")}})
+        log(json.dumps(history[-1]))
+        if score > best:
+            best, best_state = score, {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    model.eval()
+    return model, history, time.time() - t_train
+
+
+def compare(args) -> None:
+    """Train each candidate briefly on the same data, measure val macro-F1 and ORT latency."""
+    rows = []
+    for arch in ARCHS:
+        model, hist, secs = train(arch, args.compare_epochs, args.compare_n, log=lambda s: print(f"[{arch}] {s}", flush=True))
+        path = HERE.parent.parent / "data" / "vision" / f"cand_{arch}.onnx"
+        export_onnx(model, path)
+        sess = ort_session(path)
+        va_img, va_cls, va_box, _ = split_data("val", N_VAL)
+        m = compute(*ort_predict(sess, va_img), va_cls, va_box)
+        lat = latency(sess, 1, seconds=2.0)
+        params = sum(p.numel() for p in model.parameters())
+        rows.append({
+            "arch": arch, **ARCHS[arch], "params": params, "train_s": round(secs, 1),
+            "val_macro_f1": m["macro_f1_defects"], "val_mean_iou": m["mean_iou"],
+            "b1_p50_ms": lat["p50_ms"], "f1_per_ms": m["macro_f1_defects"] / lat["p50_ms"],
+        })
+        print(json.dumps(rows[-1]), flush=True)
+    (HERE / "arch_comparison.json").write_text(json.dumps({
+        "protocol": f"{args.compare_epochs} epochs on the first {args.compare_n} training images, val split, "
+                    "onnxruntime FP32, 2 intra-op threads, batch 1",
+        "rows": rows}, indent=2))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", default="small", choices=list(ARCHS))
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--n-train", type=int, default=N_TRAIN)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--compare", action="store_true")
+    ap.add_argument("--compare-epochs", type=int, default=3)
+    ap.add_argument("--compare-n", type=int, default=12_000)
+    ap.add_argument("--no-quantize", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.compare:
+        compare(args)
+        return
+    t0 = time.time()
+    model, history, secs = train(args.arch, args.epochs, args.n_train, log=lambda s: print(s, flush=True))
+    fp32 = HERE / "defect_fp32.onnx"
+    export_onnx(model, fp32)
+    torch.save(model.state_dict(), HERE.parent.parent / "data" / "vision" / f"defect_{args.arch}.pt")
+    log = {"arch": args.arch, **ARCHS[args.arch], "epochs": args.epochs, "n_train": args.n_train,
+           "train_loop_seconds": secs, "history": history}
+    if not args.no_quantize:
+        from quantize import quantize_best
+
+        log["quantization"] = quantize_best(fp32, HERE / "defect_int8.onnx")
+    log["total_seconds"] = time.time() - t0
+    (HERE / "train_log.json").write_text(json.dumps(log, indent=2))
+    print(f"done in {log['total_seconds']:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,202 @@
+//! The `EventLog` trait (what the runtime needs from a partitioned, offset-addressed event log) and
+//! `EmbeddedLog`, its durable single-process backend.
+//!
+//! # Model
+//!
+//! A log holds topics; a topic holds `n` partitions; a partition is a sequence of records addressed
+//! by consecutive offsets from `start_offset` (first retained) to `end_offset` (next to write). A
+//! record is `{offset, timestamp, origin, key, value, headers}` (ARCHITECTURE.md "Records and
+//! topics"). Keys are mapped to partitions with Kafka's default partitioner ([`murmur2`]).
+//!
+//! # Origins
+//!
+//! One `u64` counter per log. `append` stamps records with `origin: None` with the next counter
+//! values and keeps `Some(o)` as given (derived records, replay copies) while keeping the counter
+//! above `o`. Stamping, writing and publishing happen under one log-wide lock, so origins become
+//! visible in counter order. [`EventLog::committed_origin`] is stored after publication:
+//! when it returns `C`, every record with a counter-assigned origin `<= C` is already visible in
+//! every partition, and any record appended later gets a counter origin `> C`. A merging reader
+//! therefore reads `C` first, then its partitions, and may process in origin order every record
+//! with origin `<= C`; records it sees with a larger origin wait for the next round. On open the
+//! counter restarts at one past the largest origin in the data (so truncating away
+//! counter-stamped records lets their origins be assigned again; only derived records, which
+//! carry their source's origin, are ever truncated by the runtime).
+//!
+//! # FORMAT (embedded backend, version 1)
+//!
+//! ```text
+//! <root>/.lock                         flock held by the writer process (fs2)
+//! <root>/topics.json                   {"version":1,"topics":{"<name>":{"partitions":N}}}
+//!                                      replaced atomically (temp, fsync, rename, fsync dir)
+//! <root>/<topic>/<partition>/<base:020>.log    segment: record frames, first offset = base
+//! <root>/<topic>/<partition>/<base:020>.index  sparse index of a sealed segment (optional)
+//! <root>/_positions/<group %-escaped>/<topic>.<partition>   u64 LE offset + CRC32C, atomic
+//! ```
+//!
+//! A segment is a plain concatenation of frames, no file header. Frame (little-endian):
+//!
+//! ```text
+//! u32 len          bytes after this field
+//! u32 crc          CRC32C (Castagnoli) of the 4 len bytes followed by the body
+//! u64 offset       explicit; consecutive within the partition
+//! i64 timestamp    event time, Unix ms
+//! u64 origin
+//! u32 key_len, u32 value_len, u16 header_count
+//! key, value, header_count x (u16 name_len, UTF-8 name, u32 value_len, value)
+//! ```
+//!
+//! The `.index` file (written when a segment is sealed) is: magic `TLIX`, `u32` version 1, `u64`
+//! base, `u64` segment size, `u64` next offset, `i64` max timestamp, `u8` has-origin, `u64` max
+//! origin, `u32` entry count, entries of (`u32` relative offset, `u64` file position, `i64` largest
+//! timestamp of the segment's records before this one), then a CRC32C of all of it. An entry
+//! is kept every ~4 KiB of records. The same index lives in memory for every segment.
+//!
+//! # Durability and recovery
+//!
+//! - Appends write a whole batch with one positional write, then publish the new end (offset, size,
+//!   index entries) under a lock. Readers `pread` only below the published size, so they never see
+//!   a partial record. `FsyncPolicy` decides when `fdatasync` runs: after every append, every
+//!   `n` ms (checked on append and by a background thread), or only on `sync`, on segment roll and
+//!   on close. Sealed segments are always synced before their index is written.
+//! - Open (writer): the active (last) segment, and every sealed segment without an index that
+//!   matches its size, is scanned and each frame's CRC, lengths and offset are checked. At the first
+//!   invalid or incomplete frame the file is truncated there (with `tracing::warn!`); later
+//!   segments, which can no longer follow contiguously, are deleted with a warning. Everything
+//!   before the first bad byte is kept.
+//! - Open read-only: the same scan, but nothing is modified; an invalid tail is ignored and reads
+//!   pick up new complete records as the writer adds them.
+//! - Retention deletes whole sealed segments from the front: by size (Kafka's rule: drop the oldest
+//!   while the rest is still at least `retention_bytes`) and by time (a segment whose newest
+//!   timestamp is more than `retention_ms` older than the newest timestamp in the partition). The
+//!   active segment is never deleted.
+
+mod embedded;
+mod error;
+pub mod murmur2;
+mod partition;
+mod positions;
+mod record;
+mod segment;
+
+pub use embedded::{validate_topic_name, EmbeddedLog};
+pub use error::{ErrorClass, LogError, Result};
+pub use record::{Headers, HeadersIter, NewRecord, ReadBatch, ReadBatchIter, RecordRef};
+
+/// Offsets assigned to an appended batch (inclusive range).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    /// Offset of the first record of the batch.
+    pub base_offset: u64,
+    /// Offset of the last record of the batch.
+    pub last_offset: u64,
+}
+
+/// When appended data is forced to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Only on `sync`, segment roll and close. The OS may lose recent appends on a power failure
+    /// (a process crash loses nothing that `append` returned).
+    Never,
+    /// After every `append`, before it returns.
+    Always,
+    /// At most this many milliseconds after data was appended.
+    IntervalMs(u64),
+}
+
+/// Settings of an `EmbeddedLog`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// When to fsync.
+    pub fsync: FsyncPolicy,
+    /// A segment is sealed and a new one started when the next batch would exceed this size.
+    pub segment_bytes: u64,
+    /// Keep at most about this many bytes per partition (whole segments are deleted).
+    pub retention_bytes: Option<u64>,
+    /// Delete segments whose newest record timestamp is older than the partition's newest
+    /// timestamp minus this many ms.
+    pub retention_ms: Option<i64>,
+    /// Largest accepted encoded record (frame included).
+    pub max_record_bytes: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            fsync: FsyncPolicy::IntervalMs(1000),
+            segment_bytes: 128 << 20,
+            retention_bytes: None,
+            retention_ms: None,
+            max_record_bytes: 64 << 20,
+        }
+    }
+}
+
+/// A partitioned, offset-addressed, durable event log: what the runtime, the CLI and the query
+/// layer need from the embedded log or from Kafka.
+///
+/// All methods take `&self`; implementations are shared between threads with `Arc`.
+pub trait EventLog: Send + Sync {
+    /// Creates a topic with `partitions` partitions. Idempotent when the topic already exists with
+    /// the same count; `LogError::PartitionCountMismatch` when the count differs.
+    fn create_topic(&self, topic: &str, partitions: u32) -> Result<()>;
+
+    /// Partition count of a topic.
+    fn partitions(&self, topic: &str) -> Result<u32>;
+
+    /// All topics with their partition counts, sorted by name.
+    fn topics(&self) -> Vec<(String, u32)>;
+
+    /// The partition Kafka's default partitioner picks for `key`:
+    /// `(murmur2(key) & 0x7fffffff) % partitions`.
+    fn partition_for(&self, topic: &str, key: &[u8]) -> Result<u32>;
+
+    /// Appends a non-empty batch to one partition, atomically visible to readers (all or none).
+    /// Stamps origins (see the crate docs). Returns the offsets assigned.
+    fn append(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: &[NewRecord<'_>],
+    ) -> Result<AppendResult>;
+
+    /// Replaces `batch` with whole records from `from_offset` on, at most `max_bytes` of encoded
+    /// records but always at least one if any exists. `from_offset == end_offset` gives an empty
+    /// batch; outside `[start_offset, end_offset]` is `LogError::OffsetOutOfRange`. A read may
+    /// return fewer records than fit (it stops at segment boundaries): read again from
+    /// `batch.next_offset()`.
+    fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from_offset: u64,
+        max_bytes: usize,
+        batch: &mut ReadBatch,
+    ) -> Result<()>;
+
+    /// First retained offset.
+    fn start_offset(&self, topic: &str, partition: u32) -> Result<u64>;
+
+    /// The offset the next appended record will get.
+    fn end_offset(&self, topic: &str, partition: u32) -> Result<u64>;
+
+    /// First offset whose timestamp is `>= ts` (timestamps need not be monotonic), or `None`.
+    fn offset_for_timestamp(&self, topic: &str, partition: u32, ts: i64) -> Result<Option<u64>>;
+
+    /// Durably stores a consumer group's position (the next offset it will read).
+    fn commit_position(&self, group: &str, topic: &str, partition: u32, offset: u64) -> Result<()>;
+
+    /// The last committed position of a group, if any.
+    fn position(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>>;
+
+    /// Drops every record at offset `>= end_offset` (recovery of a task's owned outputs).
+    /// No reader may be reading the dropped range concurrently. Backends without truncation
+    /// (Kafka) return `LogError::Unsupported`.
+    fn truncate(&self, topic: &str, partition: u32, end_offset: u64) -> Result<()>;
+
+    /// Makes everything appended to the partition so far durable (fsync).
+    fn sync(&self, topic: &str, partition: u32) -> Result<()>;
+
+    /// `C` such that every counter-stamped record with origin `<= C` is visible and every later
+    /// append gets a larger counter origin. See the crate docs, "Origins".
+    fn committed_origin(&self) -> u64;
+}

@@ -1,0 +1,152 @@
+//! `twinline bench`: the embedded pipeline's figures, printed as a table.
+//!
+//! - end to end: simulated sensor-heavy events appended, decoded, run through the twin, derived
+//!   events appended, views updated; events/s overall and per core (2 processing threads);
+//! - replay: re-deriving the same log into a fresh directory, events/s;
+//! - freshness: events appended at a fixed rate; wall time from append until the sensor view
+//!   holds them, p50/p99.
+//! API load and WebSocket fan-out are measured by `pipeline/benches/api_load.sh` (wrk) and
+//! `twinline bench --ws`, since they need a running server.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use twinline_schemas::{Payload, Topic};
+
+use crate::config::Config;
+use crate::embedded::{EmbeddedPipeline, StartOptions};
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Scratch directory (default: a temporary one).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Machines in the simulated plant.
+    #[arg(long, default_value_t = 50)]
+    pub machines: usize,
+    /// Approximate number of input events for the throughput runs.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub events: u64,
+    /// Freshness run: events per second offered.
+    #[arg(long, default_value_t = 100_000)]
+    pub fresh_rate: u64,
+    /// Freshness run: seconds.
+    #[arg(long, default_value_t = 5)]
+    pub fresh_secs: u64,
+}
+
+pub fn run(mut cfg: Config, args: BenchArgs) -> Result<()> {
+    let tmp = tempfile_dir(args.dir.clone())?;
+    cfg.log.fsync = crate::config::FsyncMode::Interval;
+    // Generate the input once, in memory: sensor readings dominate, as in a real plant.
+    let mut sim_cfg = cfg.simulator.clone();
+    sim_cfg.machines = args.machines;
+    // readings per event-second ~= machines * 4 sensors / interval
+    let per_sec = (args.machines as f64 * 4.0 * 1000.0 / sim_cfg.sensor_interval_ms.max(1) as f64).max(1.0);
+    sim_cfg.duration_ms = ((args.events as f64 / per_sec) * 1000.0) as u64;
+    let mut sim = twinline_sim::Simulator::new(sim_cfg).context("simulator config")?;
+    let mut events: Vec<Payload> = Vec::with_capacity(args.events as usize + 1024);
+    while sim.next_batch(8192, &mut events) {}
+    let sensors = events.iter().filter(|e| e.topic() == Topic::SensorReadings).count();
+    eprintln!("generated {} events ({} sensor readings)", events.len(), sensors);
+
+    // End to end.
+    let live = tmp.join("live");
+    let started = Instant::now();
+    let pipeline = EmbeddedPipeline::start(&cfg, &live, StartOptions { simulate: None, until_caught_up: false, factory: None, views: true })?;
+    {
+        let mut ing = pipeline.ingestor.lock();
+        for chunk in events.chunks(4096) {
+            ing.ingest(chunk)?;
+        }
+    }
+    let appended = started.elapsed();
+    let total = events.len() as u64;
+    wait_until(|| pipeline.metrics_in_total() >= total, Duration::from_secs(600));
+    let processed = started.elapsed();
+    let viewable = events.iter().filter(|e| e.topic() != Topic::Images).count() as u64;
+    wait_until(|| pipeline.view_applied_inputs() >= viewable, Duration::from_secs(600));
+    let viewed = started.elapsed();
+    let cpu = process_cpu_seconds();
+    pipeline.shutdown()?;
+    let e2e = total as f64 / viewed.as_secs_f64();
+
+    // Replay.
+    let rep = tmp.join("replay");
+    let stats = super::replay::replay(&cfg, &live, &rep, None, false)?;
+    let replay_rate = stats.input_records as f64 / (stats.copy + stats.derive).as_secs_f64();
+
+    // Freshness.
+    let fresh_dir = tmp.join("fresh");
+    let (p50, p99, n) = freshness(&cfg, &fresh_dir, &events, args.fresh_rate, args.fresh_secs)?;
+
+    println!("| figure | value |");
+    println!("|---|---|");
+    println!("| input events | {total} ({sensors} sensor readings, {} machines) |", args.machines);
+    println!("| append only (encode + log append) | {:.0} events/s |", total as f64 / appended.as_secs_f64());
+    println!("| end to end, processed (append, decode, twin, derived append) | {:.0} events/s |", total as f64 / processed.as_secs_f64());
+    println!("| end to end incl. view update | {e2e:.0} events/s |");
+    println!("| per core (process CPU time {:.2}s) | {:.0} events/s per CPU-second |", cpu, total as f64 / cpu.max(1e-9));
+    println!("| replay (copy + re-derive) | {replay_rate:.0} events/s ({:.2}s copy, {:.2}s derive) |", stats.copy.as_secs_f64(), stats.derive.as_secs_f64());
+    println!("| replay derive only | {:.0} events/s |", stats.input_records as f64 / stats.derive.as_secs_f64());
+    println!("| event-to-view freshness at {} events/s ({n} batches) | p50 {:.2} ms, p99 {:.2} ms |", args.fresh_rate, p50, p99);
+    if args.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    Ok(())
+}
+
+fn tempfile_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
+    let d = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("twinline-bench-{}", std::process::id())));
+    if d.exists() {
+        std::fs::remove_dir_all(&d)?;
+    }
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+fn wait_until(mut f: impl FnMut() -> bool, limit: Duration) {
+    let t = Instant::now();
+    while !f() && t.elapsed() < limit {
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// User + system CPU seconds of this process so far.
+fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Offer sensor readings at `rate`/s in 10 ms batches; for each batch measure the wall time until
+/// the views have applied it.
+fn freshness(cfg: &Config, dir: &std::path::Path, events: &[Payload], rate: u64, secs: u64) -> Result<(f64, f64, usize)> {
+    let pipeline = EmbeddedPipeline::start(cfg, dir, StartOptions { simulate: None, until_caught_up: false, factory: None, views: true })?;
+    let per_batch = (rate / 100).max(1) as usize;
+    let mut lat = Vec::new();
+    let mut sent = 0u64; // records the views will hold (images have no view)
+    let start = Instant::now();
+    for (i, chunk) in events.chunks(per_batch).take((secs * 100) as usize).enumerate() {
+        let due = start + Duration::from_millis(10 * i as u64);
+        if let Some(w) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(w);
+        }
+        let t0 = Instant::now();
+        pipeline.ingestor.lock().ingest(chunk)?;
+        sent += chunk.iter().filter(|e| e.topic() != Topic::Images).count() as u64;
+        // Views apply inputs and derived events; inputs alone reach `sent`.
+        wait_until(|| pipeline.view_applied_inputs() >= sent, Duration::from_secs(10));
+        lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    pipeline.shutdown()?;
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let q = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
+    let _ = Ordering::Relaxed;
+    Ok((q(0.5), q(0.99), lat.len()))
+}

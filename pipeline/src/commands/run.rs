@@ -1,0 +1,123 @@
+//! `twinline run`: processors, views and the read API over a data directory.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use tracing::info;
+
+use crate::config::Config;
+use crate::embedded::{EmbeddedPipeline, SimOptions, StartOptions};
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Data directory (default from config: ./data).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Also run the plant simulator, feeding the log live.
+    #[arg(long)]
+    pub simulate: bool,
+    /// Address of the read API (default from config: 127.0.0.1:8080).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Process every input present (and what the simulator produces), take a final checkpoint, exit 0.
+    #[arg(long)]
+    pub until_caught_up: bool,
+    /// Simulator: number of machines.
+    #[arg(long)]
+    pub machines: Option<usize>,
+    /// Simulator: seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Simulator: event-time duration to simulate (e.g. 2h); default runs for a week of plant time.
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Simulator: run flat out instead of paced to wall time (the default for --simulate without
+    /// --until-caught-up is paced, so the dashboard shows a live plant).
+    #[arg(long)]
+    pub fast: bool,
+    /// Simulator pacing: event-time seconds per wall second.
+    #[arg(long, default_value_t = 1.0)]
+    pub speed: f64,
+    /// Directory with the built dashboard (defaults to queries/web/dist next to the binary's source).
+    #[arg(long)]
+    pub web_dir: Option<PathBuf>,
+}
+
+pub fn sim_options(cfg: &Config, machines: Option<usize>, seed: Option<u64>, duration: Option<&str>) -> Result<twinline_sim::SimConfig> {
+    let mut s = cfg.simulator.clone();
+    if let Some(m) = machines {
+        s.machines = m;
+    }
+    if let Some(seed) = seed {
+        s.seed = seed;
+    }
+    if let Some(d) = duration {
+        s.duration_ms = super::parse_duration_ms(d)? as u64;
+    }
+    Ok(s)
+}
+
+pub fn run(cfg: Config, args: RunArgs) -> Result<()> {
+    let dir = args.data.clone().unwrap_or_else(|| cfg.data.dir.clone());
+    let simulate = if args.simulate {
+        let mut config = sim_options(&cfg, args.machines, args.seed, args.duration.as_deref())?;
+        if args.duration.is_none() && !args.until_caught_up {
+            config.duration_ms = 7 * 24 * 3_600_000u64;
+        }
+        Some(SimOptions { config, realtime: !args.fast && !args.until_caught_up, speed: args.speed })
+    } else {
+        None
+    };
+    let serve_api = !args.until_caught_up || args.listen.is_some();
+    let pipeline = EmbeddedPipeline::start(
+        &cfg,
+        &dir,
+        StartOptions { simulate, until_caught_up: args.until_caught_up, factory: None, views: serve_api },
+    )?;
+    if !serve_api {
+        pipeline.wait()?;
+        info!("caught up; exiting");
+        return Ok(());
+    }
+    let listen = args.listen.unwrap_or(cfg.api.listen);
+    let mut api_cfg = super::api_config(&cfg);
+    api_cfg.web_dir = args.web_dir.clone().or_else(default_web_dir);
+    let state = twinline_queries::api::ApiState::new(api_cfg, pipeline.views.clone(), pipeline.backend());
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let control = pipeline.control.clone();
+    let until = args.until_caught_up;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
+        info!(%listen, data = %dir.display(), "twinline is serving: http://{listen}/");
+        let app = twinline_queries::api::app(state);
+        let ctl = control.clone();
+        let shutdown = async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => break,
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
+                        if until && ctl.producers_done.load(Ordering::Acquire)
+                            && ctl.tasks_caught_up.load(Ordering::Acquire) >= ctl.checkpoint_served.len() as u64 {
+                            break;
+                        }
+                    }
+                }
+            }
+        };
+        axum::serve(listener, app).with_graceful_shutdown(shutdown).await.context("serving the API")
+    })?;
+    info!("shutting down: final checkpoints");
+    pipeline.shutdown()
+}
+
+/// `queries/web/dist` in the source tree, if it was built.
+fn default_web_dir() -> Option<PathBuf> {
+    let candidates = [
+        PathBuf::from("queries/web/dist"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../queries/web/dist"),
+    ];
+    candidates.into_iter().find(|p| p.join("index.html").exists())
+}

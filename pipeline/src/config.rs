@@ -1,0 +1,187 @@
+//! The one typed configuration: embedded defaults, an optional file, environment overrides.
+//!
+//! Precedence (later wins): `default.toml` compiled into the binary, the file given with
+//! `--config`, environment variables `TWINLINE_<SECTION>__<KEY>`, then command-line flags applied
+//! by the command itself. Unknown keys anywhere are an error, so a typo never silently does nothing.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+const DEFAULTS: &str = include_str!("default.toml");
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub data: DataConfig,
+    pub log: LogSection,
+    pub runtime: RuntimeConfig,
+    pub api: ApiSection,
+    #[serde(default)]
+    pub twin: twinline_processors::twin::TwinConfig,
+    #[serde(default)]
+    pub simulator: twinline_sim::SimConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FsyncMode {
+    Never,
+    Always,
+    Interval,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    pub partitions: u32,
+    pub fsync: FsyncMode,
+    pub fsync_interval_ms: u64,
+    pub segment_bytes: u64,
+    pub retention_bytes: u64,
+    pub retention_hours: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    pub checkpoint_interval_ms: u64,
+    pub watermark_tick_ms: i64,
+    pub read_batch_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    pub listen: SocketAddr,
+    pub factory_id: String,
+    pub read_requires_token: bool,
+    pub query_timeout_ms: u64,
+    pub query_max_rows: usize,
+    pub ws_push_interval_ms: u64,
+    pub ws_queue: usize,
+    pub tokens: Vec<TokenEntry>,
+}
+
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    pub token: String,
+    pub role: String,
+}
+
+/// Tokens are secrets: never print them.
+impl std::fmt::Debug for TokenEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenEntry").field("token", &"<redacted>").field("role", &self.role).finish()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Defaults, then `file` (if any), then `TWINLINE_*` environment variables.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_with_env(file, true)
+    }
+
+    /// Defaults and file only; used by tests so the caller's environment cannot leak in.
+    pub fn load_with_env(file: Option<&Path>, env: bool) -> Result<Config, ConfigError> {
+        let mut fig = Figment::from(Toml::string(DEFAULTS));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::Invalid(format!("config file {} does not exist", path.display())));
+            }
+            fig = fig.merge(Toml::file(path));
+        }
+        if env {
+            // Only double-underscore keys are configuration (TWINLINE_API__LISTEN); single-level
+            // TWINLINE_FOO variables belong to scripts and tests and are ignored here.
+            fig = fig.merge(Env::prefixed("TWINLINE_").filter(|k| k.as_str().contains("__")).split("__"));
+        }
+        let cfg: Config = fig.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.log.partitions == 0 || self.log.partitions > 1024 {
+            return Err(ConfigError::Invalid("log.partitions must be in 1..=1024".into()));
+        }
+        if self.runtime.watermark_tick_ms <= 0 {
+            return Err(ConfigError::Invalid("runtime.watermark_tick_ms must be > 0".into()));
+        }
+        self.twin.validate().map_err(|e| ConfigError::Invalid(format!("twin: {e}")))?;
+        for t in &self.api.tokens {
+            if !matches!(t.role.as_str(), "read" | "write" | "admin") {
+                return Err(ConfigError::Invalid(format!(
+                    "api.tokens: role `{}` is not one of read, write, admin",
+                    t.role
+                )));
+            }
+            if t.token.len() < 8 {
+                return Err(ConfigError::Invalid("api.tokens: a token must have at least 8 characters".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML with secrets redacted (for `twinline config`).
+    pub fn redacted_toml(&self) -> String {
+        let mut c = self.clone();
+        for t in &mut c.api.tokens {
+            t.token = "<redacted>".into();
+        }
+        toml::to_string_pretty(&c).unwrap_or_else(|e| format!("# cannot render: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn defaults_load() {
+        let c = Config::load_with_env(None, false).unwrap();
+        assert_eq!(c.log.partitions, 4);
+        assert_eq!(c.api.listen.to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn unknown_key_rejected() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "[api]\nlisten_typo = \"1.2.3.4:1\"").unwrap();
+        let err = Config::load_with_env(Some(f.path()), false).unwrap_err().to_string();
+        assert!(err.contains("listen_typo"), "{err}");
+    }
+
+    #[test]
+    fn file_overrides_and_bad_role() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "[log]\npartitions = 8\n[api]\ntokens = [{{ token = \"abcdefgh1\", role = \"root\" }}]").unwrap();
+        let err = Config::load_with_env(Some(f.path()), false).unwrap_err().to_string();
+        assert!(err.contains("root"), "{err}");
+    }
+
+    #[test]
+    fn tokens_are_redacted() {
+        let mut c = Config::load_with_env(None, false).unwrap();
+        c.api.tokens.push(TokenEntry { token: "supersecret".into(), role: "admin".into() });
+        assert!(!c.redacted_toml().contains("supersecret"));
+        assert!(!format!("{c:?}").contains("supersecret"));
+    }
+}

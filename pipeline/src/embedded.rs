@@ -1,0 +1,268 @@
+//! Embedded mode assembled: data directory, partition tasks, view feeder, simulator, API backend.
+//!
+//! `twinline run`, `twinline replay` and the end-to-end tests all start the pipeline through
+//! [`EmbeddedPipeline::start`], so there is one code path.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use parking_lot::Mutex;
+use tracing::info;
+use twinline_queries::api::{ApiBackend, IngestAck};
+use twinline_queries::views::Views;
+use twinline_schemas::{Payload, Topic};
+
+use crate::config::Config;
+use crate::runtime::ingest::Ingestor;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::viewfeed::ViewFeeder;
+use crate::runtime::{self, Control, ProcessorFactory, TaskRunnerArgs};
+use crate::store::Store;
+
+/// How the simulator is driven inside `twinline run --simulate`.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    pub config: twinline_sim::SimConfig,
+    /// Pace event time to wall time (1 s of event time per second).
+    pub realtime: bool,
+    /// Event-time speed-up when `realtime` is set (1.0 = real time).
+    pub speed: f64,
+}
+
+pub struct StartOptions {
+    pub simulate: Option<SimOptions>,
+    /// Tasks stop once producers are done and everything is processed.
+    pub until_caught_up: bool,
+    /// Override the processors (tests); defaults to [`runtime::default_processors`].
+    pub factory: Option<ProcessorFactory>,
+    /// Fold the log into the views (off for replay and pure processing runs).
+    pub views: bool,
+}
+
+pub struct EmbeddedPipeline {
+    pub store: Arc<Store>,
+    pub control: Arc<Control>,
+    pub metrics: Arc<Metrics>,
+    pub views: Arc<Views>,
+    pub ingestor: Arc<Mutex<Ingestor>>,
+    pub views_caught_up: Arc<AtomicBool>,
+    view_applied: Arc<std::sync::atomic::AtomicU64>,
+    view_applied_inputs: Arc<std::sync::atomic::AtomicU64>,
+    feeder_stop: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<Result<()>>>,
+    feeder: Option<JoinHandle<Result<()>>>,
+    producer: Option<JoinHandle<Result<()>>>,
+    lag_stop: Arc<AtomicBool>,
+    lag: Option<JoinHandle<()>>,
+}
+
+impl EmbeddedPipeline {
+    pub fn start(cfg: &Config, dir: &Path, opts: StartOptions) -> Result<EmbeddedPipeline> {
+        let store = Arc::new(Store::open(dir, cfg)?);
+        let metrics = Arc::new(Metrics::new());
+        let control = runtime::new_control(store.partitions);
+        let views = Arc::new(Views::new(crate::commands::view_config(cfg)));
+        let ingestor = Arc::new(Mutex::new(Ingestor::new(store.log_dyn(), store.codec.clone(), metrics.clone())));
+        if opts.simulate.is_none() && opts.until_caught_up {
+            control.producers_done.store(true, Ordering::Release);
+        }
+        let factory = opts.factory.unwrap_or_else(|| runtime::default_processors(cfg));
+        let tasks = runtime::spawn_tasks(
+            TaskRunnerArgs {
+                log: store.log_dyn(),
+                codec: store.codec.clone(),
+                metrics: metrics.clone(),
+                control: control.clone(),
+                cfg: cfg.clone(),
+                checkpoint_dir: store.checkpoint_dir(),
+                factory,
+                partitions: store.partitions,
+            },
+            opts.until_caught_up,
+        );
+        let feeder_stop = Arc::new(AtomicBool::new(false));
+        let views_caught_up = Arc::new(AtomicBool::new(false));
+        let view_applied = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let view_applied_inputs = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let feeder = if opts.views {
+            let mut f = ViewFeeder::new(store.log_dyn(), store.codec.clone(), views.clone())?;
+            f.applied = view_applied.clone();
+            f.applied_inputs = view_applied_inputs.clone();
+            let (stop, cu) = (feeder_stop.clone(), views_caught_up.clone());
+            Some(std::thread::Builder::new().name("view-feeder".into()).spawn(move || f.run(stop, cu))?)
+        } else {
+            views_caught_up.store(true, Ordering::Release);
+            None
+        };
+        let producer = opts.simulate.map(|sim| {
+            let (ing, ctl) = (ingestor.clone(), control.clone());
+            std::thread::Builder::new()
+                .name("simulator".into())
+                .spawn(move || {
+                    let r = run_simulator(sim, &ing, &ctl);
+                    ctl.producers_done.store(true, Ordering::Release);
+                    r
+                })
+                .expect("spawning the simulator thread")
+        });
+        let lag_stop = Arc::new(AtomicBool::new(false));
+        let lag = {
+            let (log, m, stop, ctl) = (store.log_dyn(), metrics.clone(), lag_stop.clone(), control.clone());
+            Some(std::thread::Builder::new().name("lag".into()).spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let positions = ctl.positions.lock().clone();
+                    let v = positions
+                        .into_iter()
+                        .map(|((t, p), pos)| (t, p, pos, log.end_offset(t.name(), p).unwrap_or(pos)))
+                        .collect();
+                    m.set_lag(v);
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+            })?)
+        };
+        Ok(EmbeddedPipeline {
+            store,
+            control,
+            metrics,
+            views,
+            ingestor,
+            views_caught_up,
+            view_applied,
+            view_applied_inputs,
+            feeder_stop,
+            tasks,
+            feeder,
+            producer,
+            lag_stop,
+            lag,
+        })
+    }
+
+    pub fn backend(&self) -> Arc<dyn ApiBackend> {
+        Arc::new(Backend {
+            ingestor: self.ingestor.clone(),
+            metrics: self.metrics.clone(),
+            control: self.control.clone(),
+            views_caught_up: self.views_caught_up.clone(),
+        })
+    }
+
+    /// Input records consumed by the partition tasks so far.
+    pub fn metrics_in_total(&self) -> u64 {
+        Topic::ALL.into_iter().filter(|t| t.is_input()).map(|t| self.metrics.events_in(t)).sum()
+    }
+
+    /// Records (inputs and derived) applied to the views so far.
+    pub fn view_applied(&self) -> u64 {
+        self.view_applied.load(Ordering::Relaxed)
+    }
+
+    /// Input records applied to the views so far (images have no view and are not counted).
+    pub fn view_applied_inputs(&self) -> u64 {
+        self.view_applied_inputs.load(Ordering::Relaxed)
+    }
+
+    /// Wait for the tasks to finish (with `until_caught_up`), then stop the rest.
+    pub fn wait(mut self) -> Result<()> {
+        if let Some(p) = self.producer.take() {
+            p.join().map_err(|_| anyhow::anyhow!("simulator panicked"))??;
+        }
+        let tasks = std::mem::take(&mut self.tasks);
+        runtime::join_all(tasks)?;
+        self.stop_background()
+    }
+
+    /// Signal shutdown: tasks take a final checkpoint and stop; everything is joined.
+    pub fn shutdown(mut self) -> Result<()> {
+        self.control.shutdown.store(true, Ordering::Release);
+        if let Some(p) = self.producer.take() {
+            let _ = p.join();
+        }
+        let tasks = std::mem::take(&mut self.tasks);
+        runtime::join_all(tasks)?;
+        self.stop_background()
+    }
+
+    fn stop_background(&mut self) -> Result<()> {
+        self.feeder_stop.store(true, Ordering::Release);
+        self.lag_stop.store(true, Ordering::Release);
+        if let Some(f) = self.feeder.take() {
+            f.join().map_err(|_| anyhow::anyhow!("view feeder panicked"))??;
+        }
+        if let Some(l) = self.lag.take() {
+            let _ = l.join();
+        }
+        Ok(())
+    }
+}
+
+fn run_simulator(opts: SimOptions, ingestor: &Mutex<Ingestor>, control: &Control) -> Result<()> {
+    let mut sim = twinline_sim::Simulator::new(opts.config.clone()).context("simulator config")?;
+    let start_event_time = opts.config.start_time_ms;
+    let wall_start = Instant::now();
+    let mut buf: Vec<Payload> = Vec::with_capacity(4096);
+    let mut total = 0u64;
+    loop {
+        if control.shutdown.load(Ordering::Relaxed) {
+            break;
+        }
+        buf.clear();
+        let more = sim.next_batch(if opts.realtime { 256 } else { 4096 }, &mut buf);
+        if let (true, Some(last)) = (opts.realtime, buf.last()) {
+            let due = Duration::from_secs_f64(((last.event_time() - start_event_time).max(0) as f64 / 1000.0) / opts.speed.max(1e-6));
+            let elapsed = wall_start.elapsed();
+            if due > elapsed {
+                // Sleep in short steps so shutdown stays responsive.
+                let mut left = due - elapsed;
+                while left > Duration::ZERO && !control.shutdown.load(Ordering::Relaxed) {
+                    let step = left.min(Duration::from_millis(100));
+                    std::thread::sleep(step);
+                    left = left.saturating_sub(step);
+                }
+            }
+        }
+        if !buf.is_empty() {
+            ingestor.lock().ingest(&buf).context("simulator append")?;
+            total += buf.len() as u64;
+        }
+        if !more {
+            break;
+        }
+    }
+    info!(events = total, "simulator finished");
+    Ok(())
+}
+
+struct Backend {
+    ingestor: Arc<Mutex<Ingestor>>,
+    metrics: Arc<Metrics>,
+    control: Arc<Control>,
+    views_caught_up: Arc<AtomicBool>,
+}
+
+impl ApiBackend for Backend {
+    fn ingest(&self, topic: Topic, payload: Payload) -> Result<IngestAck, String> {
+        if payload.topic() != topic {
+            return Err(format!("payload is a {} event, not {}", payload.topic().name(), topic.name()));
+        }
+        let landed = self.ingestor.lock().ingest(std::slice::from_ref(&payload)).map_err(|e| e.to_string())?;
+        let l = landed.first().ok_or_else(|| "nothing was appended".to_string())?;
+        Ok(IngestAck { topic: l.topic.name().to_string(), partition: l.partition, offset: l.offset })
+    }
+
+    fn metrics_text(&self) -> String {
+        self.metrics.render()
+    }
+
+    fn ready(&self) -> bool {
+        self.views_caught_up.load(Ordering::Acquire)
+    }
+
+    fn checkpoint(&self) -> Result<(), String> {
+        runtime::request_checkpoint(&self.control, Duration::from_secs(30))
+    }
+}

@@ -1,0 +1,8 @@
+//! twinline's pipeline: configuration, the data directory, the runtime and the CLI commands.
+
+pub mod commands;
+pub mod config;
+pub mod embedded;
+pub mod runtime;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,221 @@
+//! The runtime: partition tasks on their own threads, the view feeder, producers, shutdown.
+//!
+//! The runtime owns every piece of I/O: it reads the log, hands events to processors, appends
+//! what they emit, checkpoints, restarts a failed task from its checkpoint with backoff, and feeds
+//! the DataFusion views. Processors never see any of this (see `twinline_processors::Processor`).
+
+pub mod checkpoint;
+pub mod ingest;
+pub mod metrics;
+pub mod task;
+pub mod viewfeed;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, info_span, warn};
+use twinline_log::EventLog;
+use twinline_processors::Processor;
+use twinline_schemas::{Codec, Topic};
+
+use crate::config::Config;
+use metrics::Metrics;
+use task::{InputSpec, Task, TaskSpec};
+
+/// Shared switches between the runtime's threads.
+#[derive(Default)]
+pub struct Control {
+    /// Stop as soon as possible (after a final checkpoint).
+    pub shutdown: AtomicBool,
+    /// Producers running in this process have finished (so "caught up" means done).
+    pub producers_done: AtomicBool,
+    /// Bumped to ask every task for a checkpoint now; each task stores the generation it served.
+    pub checkpoint_request: AtomicU64,
+    pub checkpoint_served: Vec<AtomicU64>,
+    /// Tasks that have processed everything visible since producers finished.
+    pub tasks_caught_up: AtomicU64,
+    /// Next offset to process per input partition, published by the tasks (for lag).
+    pub positions: parking_lot::Mutex<std::collections::BTreeMap<(Topic, u32), u64>>,
+}
+
+/// Builds the processors of partition task `p`. Called again after a failure, so it must build
+/// fresh instances (state comes back from the checkpoint).
+pub type ProcessorFactory = Arc<dyn Fn(u32) -> Vec<Box<dyn Processor>> + Send + Sync>;
+
+pub fn default_processors(cfg: &Config) -> ProcessorFactory {
+    let twin = cfg.twin.clone();
+    Arc::new(move |_p| {
+        // The config was validated when it was loaded, so construction cannot fail here.
+        let twin = twinline_processors::twin::TwinProcessor::new(twin.clone()).expect("twin config validated at load");
+        vec![Box::new(twin) as Box<dyn Processor>]
+    })
+}
+
+/// Per-machine inputs of partition task `p`, in a fixed order. job-events are merged only to be
+/// validated (dead-lettered) here; the plant-wide scheduler reads them itself.
+pub fn partition_inputs(p: u32) -> Vec<InputSpec> {
+    [Topic::SensorReadings, Topic::Images, Topic::MachineEvents, Topic::JobEvents]
+        .into_iter()
+        .map(|topic| InputSpec { topic, partition: p, owns_dead_letters: true })
+        .collect()
+}
+
+pub fn partition_outputs(p: u32) -> Vec<(Topic, u32)> {
+    [Topic::Defects, Topic::TwinState, Topic::FailurePredictions, Topic::MaintenanceRequests, Topic::DeadLetters]
+        .into_iter()
+        .map(|t| (t, p))
+        .collect()
+}
+
+pub struct TaskRunnerArgs {
+    pub log: Arc<dyn EventLog>,
+    pub codec: Arc<Codec>,
+    pub metrics: Arc<Metrics>,
+    pub control: Arc<Control>,
+    pub cfg: Config,
+    pub checkpoint_dir: std::path::PathBuf,
+    pub factory: ProcessorFactory,
+    pub partitions: u32,
+}
+
+/// Spawn one thread per partition task. Each returns when shut down or, with `until_caught_up`,
+/// when producers are done and it has processed everything; both end with a final checkpoint.
+pub fn spawn_tasks(args: TaskRunnerArgs, until_caught_up: bool) -> Vec<JoinHandle<anyhow::Result<()>>> {
+    let args = Arc::new(args);
+    (0..args.partitions)
+        .map(|p| {
+            let a = args.clone();
+            std::thread::Builder::new()
+                .name(format!("task-p{p}"))
+                .spawn(move || run_partition_task(&a, p, until_caught_up))
+                .expect("spawning a task thread")
+        })
+        .collect()
+}
+
+fn open_task(a: &TaskRunnerArgs, p: u32) -> Result<Task, task::TaskError> {
+    let spec = TaskSpec {
+        name: format!("partition-{p}"),
+        inputs: partition_inputs(p),
+        processors: (a.factory)(p),
+        outputs: partition_outputs(p),
+        checkpoint_path: a.checkpoint_dir.join(format!("partition-{p}.ckpt")),
+        watermark_tick_ms: a.cfg.runtime.watermark_tick_ms,
+        read_batch_bytes: a.cfg.runtime.read_batch_bytes,
+    };
+    Task::open(spec, a.log.clone(), a.codec.clone(), a.metrics.clone())
+}
+
+fn run_partition_task(a: &TaskRunnerArgs, p: u32, until_caught_up: bool) -> anyhow::Result<()> {
+    let span = info_span!("task", partition = p);
+    let _g = span.enter();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match drive_task(a, p, until_caught_up) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                a.metrics.task_restarts.fetch_add(1, Ordering::Relaxed);
+                error!(error = %e, "task failed; restarting from its checkpoint");
+                if a.control.shutdown.load(Ordering::Relaxed) {
+                    return Err(e.into());
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+fn drive_task(a: &TaskRunnerArgs, p: u32, until_caught_up: bool) -> Result<(), task::TaskError> {
+    let mut task = open_task(a, p)?;
+    let ckpt_every = Duration::from_millis(a.cfg.runtime.checkpoint_interval_ms.max(10));
+    let mut last_ckpt = Instant::now();
+    let mut idle = Duration::from_micros(200);
+    let mut counted_caught_up = false;
+    loop {
+        let started = Instant::now();
+        let r = task.run_round()?;
+        if r.processed > 0 {
+            a.metrics.record_round_latency_us(started.elapsed().as_micros() as u64);
+            let mut pos = a.control.positions.lock();
+            for (t, part, off) in task.input_positions() {
+                pos.insert((t, part), off);
+            }
+        }
+        let shutdown = a.control.shutdown.load(Ordering::Relaxed);
+        let requested = a.control.checkpoint_request.load(Ordering::Relaxed);
+        let served = a.control.checkpoint_served.get(p as usize).map(|s| s.load(Ordering::Relaxed)).unwrap_or(0);
+        if shutdown || last_ckpt.elapsed() >= ckpt_every || requested > served {
+            task.checkpoint()?;
+            a.metrics.checkpoints.fetch_add(1, Ordering::Relaxed);
+            last_ckpt = Instant::now();
+            if let Some(s) = a.control.checkpoint_served.get(p as usize) {
+                s.store(requested, Ordering::Relaxed);
+            }
+        }
+        if shutdown {
+            info!("task stopped after a final checkpoint");
+            return Ok(());
+        }
+        if r.processed == 0 {
+            if until_caught_up && r.caught_up && a.control.producers_done.load(Ordering::Acquire) {
+                // Producers finished before this round began and nothing is left: done.
+                task.checkpoint()?;
+                a.metrics.checkpoints.fetch_add(1, Ordering::Relaxed);
+                if !counted_caught_up {
+                    a.control.tasks_caught_up.fetch_add(1, Ordering::AcqRel);
+                }
+                info!("caught up; final checkpoint written");
+                return Ok(());
+            }
+            if r.caught_up && a.control.producers_done.load(Ordering::Acquire) && !counted_caught_up {
+                counted_caught_up = true;
+                a.control.tasks_caught_up.fetch_add(1, Ordering::AcqRel);
+            }
+            std::thread::sleep(idle);
+            idle = (idle * 2).min(Duration::from_millis(20));
+        } else {
+            idle = Duration::from_micros(200);
+        }
+    }
+}
+
+/// Ask every task for a checkpoint and wait (bounded) until all have written one.
+pub fn request_checkpoint(control: &Control, timeout: Duration) -> Result<(), String> {
+    let generation = control.checkpoint_request.fetch_add(1, Ordering::AcqRel) + 1;
+    let deadline = Instant::now() + timeout;
+    while control.checkpoint_served.iter().any(|s| s.load(Ordering::Acquire) < generation) {
+        if Instant::now() > deadline {
+            return Err("tasks did not checkpoint in time".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+pub fn new_control(partitions: u32) -> Arc<Control> {
+    Arc::new(Control {
+        checkpoint_served: (0..partitions).map(|_| AtomicU64::new(0)).collect(),
+        ..Default::default()
+    })
+}
+
+/// Log a warning once if a thread panicked instead of returning.
+pub fn join_all(handles: Vec<JoinHandle<anyhow::Result<()>>>) -> anyhow::Result<()> {
+    let mut first_err = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                warn!(error = %e, "thread ended with an error");
+                first_err.get_or_insert(e);
+            }
+            Err(_) => {
+                first_err.get_or_insert(anyhow::anyhow!("a runtime thread panicked"));
+            }
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}

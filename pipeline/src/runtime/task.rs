@@ -1,0 +1,653 @@
+//! A task: merges its input partitions in origin order, runs its processors, appends what they
+//! emit, dead-letters bad records, and checkpoints state + offsets + output ends atomically.
+//!
+//! The merge never waits for an idle partition: it snapshots the log's committed origin, reads its
+//! inputs, and processes every buffered record whose origin is known to be complete (see
+//! ARCHITECTURE.md, "Determinism: the origin order"). Recovery truncates the outputs the task owns
+//! back to the checkpoint, so a restart after kill -9 derives the lost tail again, byte for byte.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tracing::{debug, info, warn};
+use twinline_log::{EventLog, NewRecord, ReadBatch};
+use twinline_processors::{Emitted, Emitter, Event, Position, ProcessError, Processor};
+use twinline_schemas::{Codec, DeadLetter, DeadLetterReason, DecodeError, Payload, Source, Topic};
+
+use super::checkpoint::{Checkpoint, CheckpointHeader, TopicPartitionOffset};
+use super::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    #[error("log: {0}")]
+    Log(#[from] twinline_log::LogError),
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] super::checkpoint::CheckpointError),
+    #[error("processor {processor}: {message}")]
+    Processor { processor: &'static str, message: String },
+    #[error("encode: {0}")]
+    Encode(String),
+    #[error("checkpoint of task {task} does not match its processors: {reason}")]
+    Mismatch { task: String, reason: String },
+    #[error("output {topic}/{partition}: expected offset {expected}, log appended at {actual} (another writer?)")]
+    NotSoleWriter { topic: String, partition: u32, expected: u64, actual: u64 },
+}
+
+/// One input partition of a task.
+#[derive(Debug, Clone)]
+pub struct InputSpec {
+    pub topic: Topic,
+    pub partition: u32,
+    /// This task dead-letters undecodable records of this partition (exactly one task does).
+    pub owns_dead_letters: bool,
+}
+
+pub struct TaskSpec {
+    pub name: String,
+    pub inputs: Vec<InputSpec>,
+    pub processors: Vec<Box<dyn Processor>>,
+    /// Output partitions this task is the sole writer of (truncated to the checkpoint on start).
+    pub outputs: Vec<(Topic, u32)>,
+    pub checkpoint_path: PathBuf,
+    pub watermark_tick_ms: i64,
+    pub read_batch_bytes: usize,
+}
+
+struct Input {
+    spec: InputSpec,
+    batch: ReadBatch,
+    /// Index of the next unprocessed record in `batch`.
+    cursor: usize,
+    /// Offset of the next record to read from the log (after what is buffered).
+    next_read: u64,
+    /// Offset of the next record to process.
+    next_process: u64,
+    /// Largest origin buffered or processed so far.
+    last_origin: u64,
+    /// At the last read, everything visible after the origin snapshot was buffered.
+    reached_end: bool,
+}
+
+/// Encoded output records waiting to be appended, per output partition.
+#[derive(Default)]
+struct PendingPartition {
+    data: Vec<u8>,
+    /// (key range, value range, timestamp, origin, header ranges)
+    records: Vec<PendingRecord>,
+    /// The offset the next record appended to this partition will get.
+    next_offset: u64,
+    /// The offset the next record buffered here will get once appended.
+    next_assigned: u64,
+}
+
+struct PendingRecord {
+    key: (usize, usize),
+    value: (usize, usize),
+    timestamp: i64,
+    origin: u64,
+    headers: Vec<(String, (usize, usize))>,
+}
+
+/// A derived event handed to the next stage in memory, with its log position.
+struct Handoff {
+    position: Position,
+    event_time: i64,
+    key: String,
+    payload: Payload,
+    from_stage: usize,
+}
+
+pub struct Task {
+    name: String,
+    log: Arc<dyn EventLog>,
+    codec: Arc<Codec>,
+    metrics: Arc<Metrics>,
+    inputs: Vec<Input>,
+    processors: Vec<Box<dyn Processor>>,
+    /// For each topic (by rank), the stages that consume it.
+    routes: Vec<Vec<usize>>,
+    outputs: BTreeMap<(Topic, u32), PendingPartition>,
+    checkpoint_path: PathBuf,
+    watermark: i64,
+    last_tick: i64,
+    tick_ms: i64,
+    read_batch_bytes: usize,
+    events_processed: u64,
+    emitter: Emitter,
+    handoffs: VecDeque<Handoff>,
+    /// Per (source position, output topic) emission counter, reset per source event.
+    emission_counts: Vec<(Topic, u32)>,
+    partitions: BTreeMap<Topic, u32>,
+}
+
+/// What one call to [`Task::run_round`] achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoundResult {
+    pub processed: usize,
+    /// Every input was read to its end and everything buffered was processed.
+    pub caught_up: bool,
+}
+
+impl Task {
+    /// Build the task, restoring its checkpoint and truncating its outputs to it.
+    pub fn open(
+        spec: TaskSpec,
+        log: Arc<dyn EventLog>,
+        codec: Arc<Codec>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Task, TaskError> {
+        let mut routes: Vec<Vec<usize>> = vec![Vec::new(); 256];
+        for (i, p) in spec.processors.iter().enumerate() {
+            for t in p.inputs() {
+                routes[t.rank() as usize].push(i);
+            }
+        }
+        let mut partitions = BTreeMap::new();
+        for t in Topic::ALL {
+            partitions.insert(t, log.partitions(t.name())?);
+        }
+        let mut task = Task {
+            name: spec.name,
+            log,
+            codec,
+            metrics,
+            inputs: spec
+                .inputs
+                .into_iter()
+                .map(|s| Input {
+                    spec: s,
+                    batch: ReadBatch::new(),
+                    cursor: 0,
+                    next_read: 0,
+                    next_process: 0,
+                    last_origin: 0,
+                    reached_end: false,
+                })
+                .collect(),
+            processors: spec.processors,
+            routes,
+            outputs: spec.outputs.into_iter().map(|k| (k, PendingPartition::default())).collect(),
+            checkpoint_path: spec.checkpoint_path,
+            watermark: i64::MIN,
+            last_tick: i64::MIN,
+            tick_ms: spec.watermark_tick_ms.max(1),
+            read_batch_bytes: spec.read_batch_bytes.max(4096),
+            events_processed: 0,
+            emitter: Emitter::new(),
+            handoffs: VecDeque::new(),
+            emission_counts: Vec::new(),
+            partitions,
+        };
+        task.recover()?;
+        Ok(task)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn watermark(&self) -> i64 {
+        self.watermark
+    }
+
+    /// Next offset to process per input partition (for lag metrics).
+    pub fn input_positions(&self) -> Vec<(Topic, u32, u64)> {
+        self.inputs.iter().map(|i| (i.spec.topic, i.spec.partition, i.next_process)).collect()
+    }
+
+    fn recover(&mut self) -> Result<(), TaskError> {
+        let ckpt = Checkpoint::read(&self.checkpoint_path)?;
+        let names: Vec<String> = self.processors.iter().map(|p| p.name().to_string()).collect();
+        let mut output_ends: BTreeMap<(String, u32), u64> = BTreeMap::new();
+        if let Some(c) = &ckpt {
+            if c.header.processors != names {
+                return Err(TaskError::Mismatch {
+                    task: self.name.clone(),
+                    reason: format!("checkpoint has {:?}, task runs {:?}", c.header.processors, names),
+                });
+            }
+            for (p, state) in self.processors.iter_mut().zip(&c.states) {
+                p.restore(state)
+                    .map_err(|e| TaskError::Processor { processor: p.name(), message: e.to_string() })?;
+            }
+            for input in &mut self.inputs {
+                if let Some(o) = c
+                    .header
+                    .inputs
+                    .iter()
+                    .find(|o| o.topic == input.spec.topic.name() && o.partition == input.spec.partition)
+                {
+                    input.next_read = o.offset;
+                    input.next_process = o.offset;
+                }
+            }
+            for o in &c.header.outputs {
+                output_ends.insert((o.topic.clone(), o.partition), o.offset);
+            }
+            self.watermark = c.header.watermark;
+            self.last_tick = c.header.last_tick;
+            self.events_processed = c.header.events_processed;
+        }
+        for ((topic, partition), pending) in self.outputs.iter_mut() {
+            let end = output_ends.get(&(topic.name().to_string(), *partition)).copied().unwrap_or(0);
+            let current = self.log.end_offset(topic.name(), *partition)?;
+            if current > end {
+                info!(task = %self.name, topic = topic.name(), partition, from = current, to = end,
+                    "truncating output derived after the last checkpoint");
+                self.log.truncate(topic.name(), *partition, end)?;
+            } else if current < end {
+                // The log lost records that the checkpoint says were written: it was synced before
+                // the checkpoint, so this means the data directory was tampered with.
+                warn!(task = %self.name, topic = topic.name(), partition, log_end = current, checkpoint_end = end,
+                    "output shorter than the checkpoint says; continuing from the log's end");
+            }
+            let end = self.log.end_offset(topic.name(), *partition)?;
+            pending.next_offset = end;
+            pending.next_assigned = end;
+        }
+        for input in &mut self.inputs {
+            // Inputs may have been trimmed by retention below the checkpointed offset.
+            let start = self.log.start_offset(input.spec.topic.name(), input.spec.partition)?;
+            if input.next_read < start {
+                warn!(task = %self.name, topic = input.spec.topic.name(), partition = input.spec.partition,
+                    from = input.next_read, to = start, "input retention passed the checkpoint; skipping ahead");
+                input.next_read = start;
+                input.next_process = start;
+            }
+        }
+        info!(task = %self.name, restored = ckpt.is_some(), "task ready");
+        Ok(())
+    }
+
+    /// Read what is visible and process everything whose order is settled.
+    pub fn run_round(&mut self) -> Result<RoundResult, TaskError> {
+        let committed = self.log.committed_origin();
+        // Everything with origin <= bound is buffered or processed, on every input.
+        let mut bound = u64::MAX;
+        for input in &mut self.inputs {
+            let complete = if input.cursor < input.batch.len() {
+                // Not re-read this round: only what is buffered is known. Origins increase within
+                // a partition, so nothing unread can be below the last buffered origin.
+                input.last_origin
+            } else {
+                input.cursor = 0;
+                self.log.read(
+                    input.spec.topic.name(),
+                    input.spec.partition,
+                    input.next_read,
+                    self.read_batch_bytes,
+                    &mut input.batch,
+                )?;
+                if let Some(last) = input.batch.iter().last() {
+                    input.next_read = last.offset + 1;
+                    input.last_origin = input.last_origin.max(last.origin);
+                }
+                let end = self.log.end_offset(input.spec.topic.name(), input.spec.partition)?;
+                input.reached_end = input.next_read >= end;
+                // Read after the snapshot and reached the end: every record with origin <= the
+                // snapshot was visible before the read began, so it is buffered.
+                if input.reached_end { committed.max(input.last_origin) } else { input.last_origin }
+            };
+            bound = bound.min(complete);
+        }
+        let mut processed = 0usize;
+        loop {
+            // Pick the head with the smallest (origin, topic rank, offset) not above the bound.
+            let mut best: Option<(u64, u8, u64, usize)> = None;
+            for (i, input) in self.inputs.iter().enumerate() {
+                if let Some(r) = input.batch.get(input.cursor) {
+                    if r.origin <= bound {
+                        let k = (r.origin, input.spec.topic.rank(), r.offset, i);
+                        if best.is_none_or(|b| (k.0, k.1, k.2) < (b.0, b.1, b.2)) {
+                            best = Some(k);
+                        }
+                    }
+                }
+            }
+            let Some((_, _, _, i)) = best else { break };
+            self.process_input(i)?;
+            processed += 1;
+        }
+        self.flush_outputs()?;
+        let caught_up = self.inputs.iter().all(|i| i.reached_end && i.cursor >= i.batch.len());
+        Ok(RoundResult { processed, caught_up })
+    }
+
+    fn process_input(&mut self, i: usize) -> Result<(), TaskError> {
+        // Take the batch out so the record can be borrowed while processors run (no copies).
+        let batch = std::mem::take(&mut self.inputs[i].batch);
+        let cursor = self.inputs[i].cursor;
+        let res = match batch.get(cursor) {
+            Some(rec) => {
+                self.inputs[i].cursor += 1;
+                self.inputs[i].next_process = rec.offset + 1;
+                self.process_record(i, &rec)
+            }
+            None => Ok(()),
+        };
+        self.inputs[i].batch = batch;
+        res
+    }
+
+    fn process_record(&mut self, i: usize, rec: &twinline_log::RecordRef<'_>) -> Result<(), TaskError> {
+        let spec = &self.inputs[i].spec;
+        let topic = spec.topic;
+        let position = Position { topic, partition: spec.partition, offset: rec.offset, origin: rec.origin };
+        let owns_dlq = spec.owns_dead_letters;
+        self.events_processed += 1;
+        self.metrics.record_in(topic, 1);
+
+        let key = match std::str::from_utf8(rec.key) {
+            Ok(k) if !k.is_empty() => k,
+            _ => {
+                if owns_dlq {
+                    self.dead_letter(position, rec.timestamp, DeadLetterReason::InvalidKey,
+                        "record key is empty or not UTF-8".into(), None, rec.key.to_vec(), rec.value.to_vec())?;
+                }
+                return Ok(());
+            }
+        };
+        let payload = match self.codec.decode(topic, rec.value) {
+            Ok(p) => p,
+            Err(e) => {
+                if owns_dlq {
+                    self.dead_letter(position, rec.timestamp, e.reason_type(), decode_reason(&e), None,
+                        key.as_bytes().to_vec(), rec.value.to_vec())?;
+                }
+                return Ok(());
+            }
+        };
+        let event_time = payload.event_time();
+        let r = topic.rank() as usize;
+        for k in 0..self.routes[r].len() {
+            let s = self.routes[r][k];
+            self.run_stage(s, position, event_time, key, &payload)?;
+        }
+        self.drain_handoffs()?;
+        if event_time > self.watermark {
+            self.watermark = event_time;
+            let tick = event_time.div_euclid(self.tick_ms);
+            if tick > self.last_tick {
+                self.last_tick = tick;
+                let wm = tick * self.tick_ms;
+                for s in 0..self.processors.len() {
+                    let p = &mut self.processors[s];
+                    let res = p.on_watermark(wm, &mut self.emitter);
+                    let name = p.name();
+                    if let Err(e) = res {
+                        self.emitter.drain().for_each(drop);
+                        self.handle_error(name, e, position, event_time, key, &payload)?;
+                        continue;
+                    }
+                    self.collect(s, position)?;
+                }
+                self.drain_handoffs()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn run_stage(
+        &mut self,
+        stage: usize,
+        position: Position,
+        event_time: i64,
+        key: &str,
+        payload: &Payload,
+    ) -> Result<(), TaskError> {
+        let event = Event { position, event_time, key, payload };
+        let p = &mut self.processors[stage];
+        let name = p.name();
+        match p.on_event(&event, &mut self.emitter) {
+            Ok(()) => self.collect(stage, position),
+            Err(e) => {
+                self.emitter.drain().for_each(drop);
+                self.handle_error(name, e, position, event_time, key, payload)
+            }
+        }
+    }
+
+    fn handle_error(
+        &mut self,
+        processor: &'static str,
+        e: ProcessError,
+        position: Position,
+        event_time: i64,
+        key: &str,
+        payload: &Payload,
+    ) -> Result<(), TaskError> {
+        match e {
+            ProcessError::BadInput(reason) => {
+                let mut value = Vec::new();
+                self.codec.encode(payload, &mut value).map_err(|e| TaskError::Encode(e.to_string()))?;
+                self.dead_letter(position, event_time, DeadLetterReason::InvalidEvent, reason,
+                    Some(processor.to_string()), key.as_bytes().to_vec(), value)
+            }
+            other => Err(TaskError::Processor { processor, message: other.to_string() }),
+        }
+    }
+
+    /// Move what the emitter holds into the outputs, filling provenance, and queue in-memory
+    /// handoffs to downstream stages.
+    fn collect(&mut self, stage: usize, source: Position) -> Result<(), TaskError> {
+        if self.emitter.is_empty() {
+            return Ok(());
+        }
+        let emitted: Vec<Emitted> = self.emitter.drain().collect();
+        self.emission_counts.clear();
+        for mut e in emitted {
+            let n = match self.emission_counts.iter_mut().find(|(t, _)| *t == e.topic) {
+                Some((_, n)) => {
+                    *n += 1;
+                    *n
+                }
+                None => {
+                    self.emission_counts.push((e.topic, 0));
+                    0
+                }
+            };
+            let event_id =
+                format!("{}:{}/{}/{}/{}", e.topic.name(), source.topic.name(), source.partition, source.offset, n);
+            e.payload.set_provenance(
+                event_id,
+                Source {
+                    topic: source.topic.name().to_string(),
+                    partition: source.partition as i32,
+                    offset: source.offset as i64,
+                },
+            );
+            let position = self.buffer_output(&e, source.origin)?;
+            if !self.routes[e.topic.rank() as usize].is_empty() {
+                self.handoffs.push_back(Handoff {
+                    position,
+                    event_time: e.payload.event_time(),
+                    key: e.key,
+                    payload: e.payload,
+                    from_stage: stage,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn drain_handoffs(&mut self) -> Result<(), TaskError> {
+        while let Some(h) = self.handoffs.pop_front() {
+            let r = h.position.topic.rank() as usize;
+            for k in 0..self.routes[r].len() {
+                let s = self.routes[r][k];
+                if s != h.from_stage {
+                    self.run_stage(s, h.position, h.event_time, &h.key, &h.payload)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn dead_letter(
+        &mut self,
+        source: Position,
+        event_time: i64,
+        reason_type: DeadLetterReason,
+        reason: String,
+        processor: Option<String>,
+        key: Vec<u8>,
+        payload: Vec<u8>,
+    ) -> Result<(), TaskError> {
+        debug!(task = %self.name, topic = source.topic.name(), partition = source.partition,
+            offset = source.offset, %reason, "dead-lettering record");
+        self.metrics.record_dead_letter(source.topic);
+        let dl = DeadLetter {
+            event_id: format!(
+                "dead-letters:{}/{}/{}/0",
+                source.topic.name(),
+                source.partition,
+                source.offset
+            ),
+            source: Source {
+                topic: source.topic.name().to_string(),
+                partition: source.partition as i32,
+                offset: source.offset as i64,
+            },
+            event_time,
+            reason_type,
+            reason,
+            processor,
+            key: key.clone(),
+            payload,
+        };
+        // Dead letters go to the partition number of their source (this task owns it).
+        let e = Emitted {
+            topic: Topic::DeadLetters,
+            key: String::from_utf8_lossy(&key).into_owned(),
+            payload: Payload::DeadLetter(dl),
+            headers: Vec::new(),
+        };
+        self.buffer_output_to(&e, source.origin, source.partition, &key)?;
+        Ok(())
+    }
+
+    fn buffer_output(&mut self, e: &Emitted, origin: u64) -> Result<Position, TaskError> {
+        let n = self.partitions.get(&e.topic).copied().unwrap_or(1);
+        let partition = if n <= 1 { 0 } else { self.log.partition_for(e.topic.name(), e.key.as_bytes())? };
+        let key = e.key.as_bytes().to_vec();
+        self.buffer_output_to(e, origin, partition, &key)
+    }
+
+    fn buffer_output_to(&mut self, e: &Emitted, origin: u64, partition: u32, key: &[u8]) -> Result<Position, TaskError> {
+        let Some(p) = self.outputs.get_mut(&(e.topic, partition)) else {
+            return Err(TaskError::Processor {
+                processor: "runtime",
+                message: format!(
+                    "task {} emitted to {}/{} which it does not own (key {:?}); topics must be co-partitioned",
+                    self.name,
+                    e.topic.name(),
+                    partition,
+                    e.key
+                ),
+            });
+        };
+        let k0 = p.data.len();
+        p.data.extend_from_slice(key);
+        let v0 = p.data.len();
+        self.codec.encode(&e.payload, &mut p.data).map_err(|err| TaskError::Encode(err.to_string()))?;
+        let v1 = p.data.len();
+        let mut headers = Vec::with_capacity(e.headers.len());
+        for (name, value) in &e.headers {
+            let h0 = p.data.len();
+            p.data.extend_from_slice(value);
+            headers.push((name.clone(), (h0, p.data.len())));
+        }
+        p.records.push(PendingRecord {
+            key: (k0, v0),
+            value: (v0, v1),
+            timestamp: e.payload.event_time(),
+            origin,
+            headers,
+        });
+        let offset = p.next_assigned;
+        p.next_assigned += 1;
+        Ok(Position { topic: e.topic, partition, offset, origin })
+    }
+
+    fn flush_outputs(&mut self) -> Result<(), TaskError> {
+        for ((topic, partition), p) in self.outputs.iter_mut() {
+            if p.records.is_empty() {
+                continue;
+            }
+            let header_refs: Vec<Vec<(&str, &[u8])>> = p
+                .records
+                .iter()
+                .map(|r| r.headers.iter().map(|(n, (a, b))| (n.as_str(), &p.data[*a..*b])).collect())
+                .collect();
+            let recs: Vec<NewRecord<'_>> = p
+                .records
+                .iter()
+                .zip(&header_refs)
+                .map(|(r, h)| NewRecord {
+                    key: &p.data[r.key.0..r.key.1],
+                    value: &p.data[r.value.0..r.value.1],
+                    timestamp: r.timestamp,
+                    origin: Some(r.origin),
+                    headers: h,
+                })
+                .collect();
+            let res = self.log.append(topic.name(), *partition, &recs)?;
+            if res.base_offset != p.next_offset {
+                return Err(TaskError::NotSoleWriter {
+                    topic: topic.name().into(),
+                    partition: *partition,
+                    expected: p.next_offset,
+                    actual: res.base_offset,
+                });
+            }
+            self.metrics.record_out(*topic, recs.len() as u64);
+            drop(recs);
+            drop(header_refs);
+            p.next_offset = res.last_offset + 1;
+            p.records.clear();
+            p.data.clear();
+        }
+        Ok(())
+    }
+
+    /// Sync the outputs and write a checkpoint. Call between rounds only.
+    pub fn checkpoint(&mut self) -> Result<(), TaskError> {
+        self.flush_outputs()?;
+        for (topic, partition) in self.outputs.keys() {
+            self.log.sync(topic.name(), *partition)?;
+        }
+        let mut states = Vec::with_capacity(self.processors.len());
+        for p in &self.processors {
+            states.push(p.snapshot().map_err(|e| TaskError::Processor { processor: p.name(), message: e.to_string() })?);
+        }
+        let header = CheckpointHeader {
+            version: 1,
+            task: self.name.clone(),
+            inputs: self
+                .inputs
+                .iter()
+                .map(|i| TopicPartitionOffset {
+                    topic: i.spec.topic.name().into(),
+                    partition: i.spec.partition,
+                    offset: i.next_process,
+                })
+                .collect(),
+            outputs: self
+                .outputs
+                .iter()
+                .map(|((t, p), o)| TopicPartitionOffset { topic: t.name().into(), partition: *p, offset: o.next_offset })
+                .collect(),
+            watermark: self.watermark,
+            last_tick: self.last_tick,
+            events_processed: self.events_processed,
+            processors: self.processors.iter().map(|p| p.name().to_string()).collect(),
+        };
+        Checkpoint { header, states }.write(&self.checkpoint_path)?;
+        Ok(())
+    }
+}
+
+fn decode_reason(e: &DecodeError) -> String {
+    e.to_string()
+}

@@ -1,0 +1,125 @@
+//! The view feeder: tails every topic that has a view and applies its records to the DataFusion
+//! views in batches, so queries never rescan the log.
+//!
+//! Views live in memory; on start the feeder folds the log from its first retained record, which
+//! makes a restarted process's views equal to a clean replay's.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::warn;
+use twinline_log::{EventLog, ReadBatch};
+use twinline_queries::views::{ViewEvent, Views};
+use twinline_schemas::{Codec, Payload, Topic};
+
+/// Topics folded into views (images are too large to keep and have no view).
+pub const VIEW_TOPICS: [Topic; 9] = [
+    Topic::SensorReadings,
+    Topic::JobEvents,
+    Topic::MachineEvents,
+    Topic::Defects,
+    Topic::TwinState,
+    Topic::FailurePredictions,
+    Topic::MaintenanceRequests,
+    Topic::ScheduleChanges,
+    Topic::DeadLetters,
+];
+
+pub struct ViewFeeder {
+    log: Arc<dyn EventLog>,
+    codec: Arc<Codec>,
+    views: Arc<Views>,
+    positions: Vec<(Topic, u32, u64)>,
+    batch: ReadBatch,
+    payloads: Vec<(u32, u64, Payload)>,
+    /// Records applied so far (for readiness and benchmarks).
+    pub applied: Arc<AtomicU64>,
+    /// Input-topic records applied so far.
+    pub applied_inputs: Arc<AtomicU64>,
+}
+
+impl ViewFeeder {
+    pub fn new(log: Arc<dyn EventLog>, codec: Arc<Codec>, views: Arc<Views>) -> Result<Self, twinline_log::LogError> {
+        let mut positions = Vec::new();
+        for t in VIEW_TOPICS {
+            for p in 0..log.partitions(t.name())? {
+                positions.push((t, p, log.start_offset(t.name(), p)?));
+            }
+        }
+        Ok(ViewFeeder {
+            log,
+            codec,
+            views,
+            positions,
+            batch: ReadBatch::new(),
+            payloads: Vec::new(),
+            applied: Arc::new(AtomicU64::new(0)),
+            applied_inputs: Arc::new(AtomicU64::new(0)),
+        })
+    }
+
+    /// One pass over every partition; returns the number of records applied.
+    pub fn poll(&mut self, max_bytes: usize) -> Result<usize, twinline_log::LogError> {
+        let mut total = 0;
+        for i in 0..self.positions.len() {
+            let (topic, partition, from) = self.positions[i];
+            // A truncation by a restarted task can move the end below our position (only possible
+            // for a feeder in another process); start over from the new end in that case.
+            let end = self.log.end_offset(topic.name(), partition)?;
+            if from > end {
+                warn!(topic = topic.name(), partition, "log end moved below the view position");
+                self.positions[i].2 = end;
+                continue;
+            }
+            if from == end {
+                continue;
+            }
+            self.log.read(topic.name(), partition, from, max_bytes, &mut self.batch)?;
+            self.payloads.clear();
+            let mut next = from;
+            for r in self.batch.iter() {
+                next = r.offset + 1;
+                // Undecodable records are dead-lettered by their task; the view skips them.
+                if let Ok(p) = self.codec.decode(topic, r.value) {
+                    self.payloads.push((partition, r.offset, p));
+                }
+            }
+            self.positions[i].2 = next;
+            let events: Vec<ViewEvent<'_>> = self
+                .payloads
+                .iter()
+                .map(|(partition, offset, payload)| ViewEvent { topic, partition: *partition, offset: *offset, payload })
+                .collect();
+            self.views.apply(&events);
+            total += events.len();
+            if topic.is_input() {
+                self.applied_inputs.fetch_add(events.len() as u64, Ordering::Relaxed);
+            }
+        }
+        self.applied.fetch_add(total as u64, Ordering::Relaxed);
+        Ok(total)
+    }
+
+    /// Keep polling until `stop`; `caught_up` is raised the first time a pass finds nothing new.
+    pub fn run(mut self, stop: Arc<AtomicBool>, caught_up: Arc<AtomicBool>) -> anyhow::Result<()> {
+        let mut idle = Duration::from_micros(500);
+        while !stop.load(Ordering::Relaxed) {
+            let n = self.poll(4 << 20)?;
+            if n == 0 {
+                caught_up.store(true, Ordering::Release);
+                std::thread::sleep(idle);
+                idle = (idle * 2).min(Duration::from_millis(20));
+            } else {
+                idle = Duration::from_micros(500);
+            }
+        }
+        Ok(())
+    }
+
+    /// Poll until a pass finds nothing new.
+    pub fn catch_up(&mut self) -> Result<(), twinline_log::LogError> {
+        while self.poll(4 << 20)? > 0 {}
+        Ok(())
+    }
+}

@@ -1,0 +1,76 @@
+//! Flexible job-shop solver: model, OR-Library parser, lower bounds, multi-threaded tabu search and an independent plan verifier.
+//!
+//! Entry points: [`parse_orlib`], [`solve`], [`verify`], [`schedule_cli_json`].
+
+mod bounds;
+mod construct;
+mod graph;
+mod model;
+mod orlib;
+mod search;
+mod solve;
+mod verify;
+
+use std::time::Duration;
+
+pub use model::{
+    weighted_tardiness, FixedOperation, Instance, Job, Objective, Operation, Schedule, ScheduledOp,
+    SolverError, Unavailability,
+};
+pub use orlib::parse_orlib;
+pub use solve::{solve, Solution, SolveParams, SolveStats};
+pub use verify::verify;
+
+/// Reads an OR-Library instance, minimises its makespan, and returns the JSON document of the
+/// `twinline schedule --format json` command:
+/// `{"makespan", "lower_bound", "time_to_best_ms", "starts": [[start per op of job 0], ...],
+///   "optimal", "solver_time_ms", "iterations"}`.
+pub fn schedule_cli_json(
+    instance_path: &str,
+    time_limit_secs: f64,
+    threads: usize,
+    seed: u64,
+) -> Result<serde_json::Value, SolverError> {
+    let text = std::fs::read_to_string(instance_path).map_err(|e| SolverError::Io {
+        path: instance_path.to_string(),
+        message: e.to_string(),
+    })?;
+    let inst = parse_orlib(&text)?;
+    let limit = if time_limit_secs.is_finite() && time_limit_secs > 0.0 {
+        time_limit_secs
+    } else {
+        0.0
+    };
+    let params = SolveParams {
+        time_limit: Duration::from_secs_f64(limit),
+        threads,
+        seed,
+        ..SolveParams::default()
+    };
+    solution_json(&inst, &params)
+}
+
+/// Solves `inst` with `params` and renders the CLI JSON document (see [`schedule_cli_json`]).
+pub fn solution_json(
+    inst: &Instance,
+    params: &SolveParams,
+) -> Result<serde_json::Value, SolverError> {
+    let sol = solve(inst, params)?;
+    let starts: Vec<Vec<i64>> = sol
+        .schedule
+        .jobs
+        .iter()
+        .map(|ops| ops.iter().map(|o| o.start).collect())
+        .collect();
+    Ok(serde_json::json!({
+        "makespan": sol.makespan,
+        "lower_bound": sol.lower_bound,
+        "time_to_best_ms": sol.time_to_best_ms,
+        "starts": starts,
+        "optimal": sol.optimal,
+        "solver_time_ms": sol.stats.solver_time_ms,
+        "iterations": sol.stats.iterations,
+        "restarts": sol.stats.restarts,
+        "initial_makespan": sol.stats.initial_makespan,
+    }))
+}

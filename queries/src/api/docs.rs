@@ -1,0 +1,254 @@
+//! `GET /openapi.json` (an OpenAPI 3.0 document of every route, written by hand: a derive crate
+//! would cost more build time than the dozen routes are worth) and `GET /docs`, a self-contained
+//! page that renders it (no CDN: dashboards run on plant networks).
+
+use axum::response::Html;
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::routes::VERSION;
+
+fn error_response(description: &str) -> Value {
+    json!({
+        "description": description,
+        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } }
+    })
+}
+
+fn json_response(description: &str, schema: Value) -> Value {
+    json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+/// The OpenAPI document.
+pub fn openapi_document() -> Value {
+    let statuses = json!({
+        "type": "object",
+        "properties": {
+            "IDLE": {"type": "integer"}, "RUNNING": {"type": "integer"}, "WARNING": {"type": "integer"},
+            "ERROR": {"type": "integer"}, "MAINTENANCE": {"type": "integer"}, "OFFLINE": {"type": "integer"}
+        }
+    });
+    let num = json!({"type": "number"});
+    let int = json!({"type": "integer"});
+    let string = json!({"type": "string"});
+    let time = json!({"type": "string", "format": "date-time"});
+    let opt_num = json!({"type": "number", "nullable": true});
+    let machine_state = json!({
+        "type": "object",
+        "properties": {
+            "machine_id": string, "status": {"type": "string", "enum": ["IDLE","RUNNING","WARNING","ERROR","MAINTENANCE","OFFLINE"]},
+            "health_score": num, "cycles": int, "defects": int, "parts_inspected": int, "defect_rate": num,
+            "temperature": opt_num, "vibration": opt_num, "pressure": opt_num, "speed": opt_num,
+            "last_seen": time, "updated_at": time, "reason": string
+        }
+    });
+    let read = json!([{}, {"bearer": []}]);
+    let write = json!([{"bearer": []}]);
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "twinline read API",
+            "version": VERSION,
+            "description": "Factory digital twin: live state, dashboard statistics, read-only SQL over the stream views, ingest of input events. Errors are {error, detail, type}."
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "detail", "type"],
+                    "properties": { "error": string, "detail": string, "type": string }
+                },
+                "MachineState": machine_state,
+                "FactoryState": {
+                    "type": "object",
+                    "properties": {
+                        "factory_id": string, "timestamp": time,
+                        "machines": {"type": "array", "items": schema_ref("MachineState")},
+                        "statistics": {"type": "object", "properties": {
+                            "total_machines": int, "status_counts": statuses, "average_health": num,
+                            "total_cycles": int, "total_defects": int, "parts_inspected": int, "defect_rate": num
+                        }}
+                    }
+                },
+                "MachineDetail": {
+                    "allOf": [schema_ref("MachineState"), {"type": "object", "properties": {
+                        "history": {"type": "array", "items": {"type": "object", "properties": {
+                            "event_id": string, "event_time": time, "status": string,
+                            "health_score": num, "cycles": int, "defects": int, "reason": string
+                        }}}
+                    }}]
+                },
+                "DashboardStats": {
+                    "type": "object",
+                    "properties": {
+                        "timestamp": time, "overall_health": num, "total_machines": int,
+                        "status_breakdown": statuses, "total_cycles": int, "total_defects": int,
+                        "parts_inspected": int, "defect_rate": num,
+                        "maintenance_alerts": {"type": "object", "properties": {
+                            "critical": int, "high": int, "medium": int, "low": int, "open_requests": int
+                        }}
+                    }
+                },
+                "QueryRequest": {
+                    "type": "object", "required": ["sql"],
+                    "properties": { "sql": string, "max_rows": {"type": "integer", "minimum": 0} }
+                },
+                "QueryResponse": {
+                    "type": "object",
+                    "properties": {
+                        "columns": {"type": "array", "items": {"type": "object", "properties": {"name": string, "type": string}}},
+                        "rows": {"type": "array", "items": {"type": "object"}},
+                        "row_count": int, "truncated": {"type": "boolean"}, "elapsed_ms": num
+                    }
+                },
+                "IngestAck": {
+                    "type": "object",
+                    "properties": { "topic": string, "partition": int, "offset": int }
+                }
+            }
+        },
+        "paths": {
+            "/health": { "get": {
+                "summary": "Service health and the newest event time",
+                "security": read,
+                "responses": { "200": json_response("healthy", json!({"type": "object", "properties": {
+                    "status": string, "version": string, "timestamp": {"type": "string", "format": "date-time", "nullable": true}
+                }})) }
+            }},
+            "/health/live": { "get": {
+                "summary": "Liveness probe",
+                "responses": { "200": json_response("alive", json!({"type": "object"})) }
+            }},
+            "/health/ready": { "get": {
+                "summary": "Readiness probe (pipeline recovered and processing)",
+                "responses": {
+                    "200": json_response("ready", json!({"type": "object"})),
+                    "503": json_response("not ready", json!({"type": "object"}))
+                }
+            }},
+            "/metrics": { "get": {
+                "summary": "Prometheus metrics (text format 0.0.4)",
+                "security": read,
+                "responses": { "200": { "description": "metrics", "content": { "text/plain; version=0.0.4": { "schema": string } } } }
+            }},
+            "/api/v1/digital-twin/state": { "get": {
+                "summary": "Current state of every machine and factory statistics",
+                "security": read,
+                "responses": { "200": json_response("state", schema_ref("FactoryState")), "401": error_response("token required") }
+            }},
+            "/api/v1/digital-twin/machines/{id}": { "get": {
+                "summary": "One machine's state and recent twin-state history (newest last)",
+                "security": read,
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": string}],
+                "responses": { "200": json_response("machine", schema_ref("MachineDetail")), "404": error_response("unknown machine") }
+            }},
+            "/api/v1/dashboard/stats": { "get": {
+                "summary": "Dashboard statistics and maintenance alerts",
+                "security": read,
+                "responses": { "200": json_response("stats", schema_ref("DashboardStats")) }
+            }},
+            "/api/v1/query": { "post": {
+                "summary": "Read-only SQL over the views (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE)",
+                "description": "Tables: twin_state, twin_state_history, sensor_readings, defects, dead_letters, failure_predictions, maintenance_requests, schedule; information_schema is available. Send Accept: application/vnd.apache.arrow.stream for an Arrow IPC stream.",
+                "security": read,
+                "requestBody": { "required": true, "content": { "application/json": { "schema": schema_ref("QueryRequest") } } },
+                "responses": {
+                    "200": { "description": "rows", "content": {
+                        "application/json": { "schema": schema_ref("QueryResponse") },
+                        "application/vnd.apache.arrow.stream": { "schema": {"type": "string", "format": "binary"} }
+                    }},
+                    "400": error_response("sql_refused, invalid_sql or query_failed"),
+                    "408": error_response("query_timeout"),
+                    "415": error_response("not JSON")
+                }
+            }},
+            "/api/v1/ingest/{topic}": { "post": {
+                "summary": "Append one event (JSON form) to an input topic",
+                "security": write,
+                "parameters": [{"name": "topic", "in": "path", "required": true,
+                    "schema": {"type": "string", "enum": ["sensor-readings", "images", "job-events", "machine-events"]}}],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {"type": "object"} } } },
+                "responses": {
+                    "202": json_response("appended", schema_ref("IngestAck")),
+                    "401": error_response("missing or invalid token"),
+                    "403": error_response("role too low, or a derived topic"),
+                    "404": error_response("unknown topic"),
+                    "422": error_response("invalid payload")
+                }
+            }},
+            "/api/v1/admin/checkpoint": { "post": {
+                "summary": "Checkpoint every task now",
+                "security": write,
+                "responses": { "200": json_response("checkpointed", json!({"type": "object"})), "403": error_response("admin role required") }
+            }},
+            "/api/v1/ws/stream": { "get": {
+                "summary": "WebSocket: hello, then twin_state and dashboard_stats on connect and after each change (rate limited per client)",
+                "security": read,
+                "responses": { "101": { "description": "switching protocols" } }
+            }},
+            "/openapi.json": { "get": { "summary": "This document", "responses": { "200": json_response("OpenAPI 3", json!({"type": "object"})) } } },
+            "/docs": { "get": { "summary": "API documentation page", "responses": { "200": { "description": "HTML" } } } },
+            "/": { "get": { "summary": "Dashboard", "responses": { "200": { "description": "HTML" } } } },
+            "/3d": { "get": { "summary": "3D dashboard view", "responses": { "200": { "description": "HTML" } } } },
+            "/assets/{path}": { "get": {
+                "summary": "Dashboard assets",
+                "parameters": [{"name": "path", "in": "path", "required": true, "schema": string}],
+                "responses": { "200": { "description": "file" }, "404": error_response("no such asset") }
+            }}
+        }
+    })
+}
+
+pub async fn openapi() -> Json<Value> {
+    Json(openapi_document())
+}
+
+const DOCS_HTML: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>twinline API</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body{font:15px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:60rem;padding:0 1rem;color:#1b1f23}
+h1{margin-bottom:.2rem} .op{border:1px solid #d0d7de;border-radius:6px;margin:.6rem 0;padding:.5rem .8rem}
+.m{display:inline-block;min-width:3.6rem;font-weight:700;font-family:monospace}
+.get{color:#0969da}.post{color:#1a7f37} code{background:#f6f8fa;padding:0 .25rem}
+.codes{color:#57606a;font-size:.9em} textarea{width:100%;font-family:monospace} pre{background:#f6f8fa;padding:.6rem;overflow:auto;max-height:24rem}
+</style></head><body>
+<h1>twinline read API</h1><p id="desc">Loading <a href="/openapi.json">/openapi.json</a>...</p>
+<div id="ops"></div>
+<h2>Try SQL</h2>
+<textarea id="sql" rows="3">SELECT machine_id, status, health_score FROM twin_state ORDER BY machine_id</textarea>
+<button id="run">Run</button><pre id="out"></pre>
+<script>
+fetch('/openapi.json').then(r=>r.json()).then(doc=>{
+  document.getElementById('desc').textContent=doc.info.description+' (version '+doc.info.version+')';
+  const ops=document.getElementById('ops');
+  for(const [path,item] of Object.entries(doc.paths)){
+    for(const [method,op] of Object.entries(item)){
+      const d=document.createElement('div');d.className='op';
+      const m=document.createElement('span');m.className='m '+method;m.textContent=method.toUpperCase();
+      const p=document.createElement('code');p.textContent=path;
+      const s=document.createElement('div');s.textContent=op.summary||'';
+      const c=document.createElement('div');c.className='codes';
+      c.textContent='responses: '+Object.keys(op.responses||{}).join(', ')+(op.security&&op.security.length&&Object.keys(op.security[0]).length?' (token required)':'');
+      d.append(m,p,s,c);if(op.description){const x=document.createElement('div');x.textContent=op.description;d.append(x);}
+      ops.append(d);
+    }
+  }
+}).catch(e=>{document.getElementById('desc').textContent='cannot load /openapi.json: '+e});
+document.getElementById('run').onclick=()=>{
+  fetch('/api/v1/query',{method:'POST',headers:{'Content-Type':'application/json'},
+    body:JSON.stringify({sql:document.getElementById('sql').value,max_rows:200})})
+  .then(r=>r.json()).then(j=>{document.getElementById('out').textContent=JSON.stringify(j,null,2)})
+  .catch(e=>{document.getElementById('out').textContent=String(e)});
+};
+</script></body></html>
+"#;
+
+pub async fn docs_page() -> Html<&'static str> {
+    Html(DOCS_HTML)
+}

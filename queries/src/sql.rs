@@ -1,0 +1,307 @@
+//! Read-only SQL over the views: DataFusion with every view as a table, `information_schema` on,
+//! and only SELECT / WITH / EXPLAIN / SHOW / DESCRIBE admitted. Each query runs under a time
+//! limit and a row limit and reports whether its result was truncated.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
+use datafusion::catalog::CatalogProvider as _;
+use datafusion::execution::context::SQLOptions;
+use datafusion::physical_plan::RecordBatchStream as _;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use futures::StreamExt;
+
+use crate::views::Views;
+
+/// Limits of the query engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryConfig {
+    /// Wall-clock limit of one query, planning included.
+    pub timeout: Duration,
+    /// Rows returned when the caller asks for no particular limit.
+    pub default_max_rows: usize,
+    /// Largest row limit a caller may ask for.
+    pub max_rows_cap: usize,
+    /// DataFusion's parallelism per query. Small by default: queries share the machine with
+    /// the pipeline, which must keep up with its input.
+    pub target_partitions: usize,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            timeout: Duration::from_secs(10),
+            default_max_rows: 10_000,
+            max_rows_cap: 100_000,
+            target_partitions: 2,
+        }
+    }
+}
+
+/// Why a query produced no result.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// Not a read-only statement (DDL, DML, COPY, SET, ...): the caller's fault, not retryable.
+    #[error("statement refused: {0}")]
+    Refused(String),
+    /// Does not parse or plan (syntax, unknown table or column, type error).
+    #[error("invalid SQL: {0}")]
+    Invalid(String),
+    /// Ran past the time limit and was cancelled.
+    #[error("query exceeded the time limit of {0:?}")]
+    Timeout(Duration),
+    /// Failed while running (for example a cast error on a value).
+    #[error("query failed: {0}")]
+    Execution(String),
+    /// A fault of this service, not of the query.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Rows of a query, at most the row limit.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub row_count: usize,
+    /// More rows existed than the row limit allowed.
+    pub truncated: bool,
+    pub elapsed: Duration,
+}
+
+/// The read-only SQL engine. Cheap to share (`Arc` it or clone: the session is shared).
+#[derive(Clone)]
+pub struct QueryEngine {
+    ctx: SessionContext,
+    config: QueryConfig,
+}
+
+impl std::fmt::Debug for QueryEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryEngine")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+/// The statement's leading keywords, for refusal messages (`CREATE TABLE`, `INSERT`, ...).
+fn statement_label(text: &str) -> String {
+    let words: Vec<&str> = text
+        .split(|c: char| c.is_whitespace() || c == '(')
+        .filter(|w| !w.is_empty())
+        .take(3)
+        .collect();
+    let n = match words.first().map(|w| w.to_ascii_uppercase()) {
+        Some(w) if w == "CREATE" => {
+            // CREATE EXTERNAL TABLE / CREATE OR REPLACE ... / CREATE TABLE
+            if words
+                .get(1)
+                .is_some_and(|w| w.eq_ignore_ascii_case("external"))
+            {
+                3
+            } else {
+                2
+            }
+        }
+        Some(w) if w == "DROP" || w == "ALTER" => 2,
+        _ => 1,
+    };
+    words
+        .iter()
+        .take(n)
+        .map(|w| w.to_ascii_uppercase())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn refuse(what: &str) -> QueryError {
+    QueryError::Refused(format!(
+        "{what} is not allowed: this endpoint is read-only (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE)"
+    ))
+}
+
+/// Our own allow-list over the parsed statement; `verify_plan` then checks the plan as well
+/// (it catches what hides inside an admitted statement, such as `SELECT ... INTO`).
+fn check_statement(stmt: &DfStatement) -> Result<(), QueryError> {
+    match stmt {
+        DfStatement::Statement(s) => check_sql_statement(s),
+        DfStatement::Explain(e) => check_statement(&e.statement),
+        DfStatement::CreateExternalTable(_) => Err(refuse("CREATE EXTERNAL TABLE")),
+        DfStatement::CopyTo(_) => Err(refuse("COPY")),
+        DfStatement::Reset(_) => Err(refuse("RESET")),
+    }
+}
+
+fn check_sql_statement(s: &SqlStatement) -> Result<(), QueryError> {
+    match s {
+        SqlStatement::Query(_)
+        | SqlStatement::ShowTables { .. }
+        | SqlStatement::ShowColumns { .. }
+        | SqlStatement::ShowVariable { .. }
+        | SqlStatement::ShowFunctions { .. }
+        | SqlStatement::ExplainTable { .. } => Ok(()),
+        SqlStatement::Explain { statement, .. } => check_sql_statement(statement),
+        other => Err(refuse(&statement_label(&other.to_string()))),
+    }
+}
+
+fn invalid(e: DataFusionError) -> QueryError {
+    QueryError::Invalid(e.strip_backtrace().to_string())
+}
+
+fn exec_error(e: DataFusionError) -> QueryError {
+    match e {
+        DataFusionError::Internal(_) => QueryError::Internal(e.strip_backtrace().to_string()),
+        // Errors of planning that surface only at execution (e.g. a function's argument check)
+        // are still the query's fault.
+        other => QueryError::Execution(other.strip_backtrace().to_string()),
+    }
+}
+
+impl QueryEngine {
+    /// An engine whose tables are the views' tables (including ones registered later).
+    pub fn new(views: Arc<Views>, config: QueryConfig) -> Result<Self, QueryError> {
+        let session = SessionConfig::new()
+            .with_information_schema(true)
+            .with_target_partitions(config.target_partitions.max(1));
+        let ctx = SessionContext::new_with_config(session);
+        let catalog_name = ctx
+            .state()
+            .config()
+            .options()
+            .catalog
+            .default_catalog
+            .clone();
+        let schema_name = ctx
+            .state()
+            .config()
+            .options()
+            .catalog
+            .default_schema
+            .clone();
+        let catalog = ctx
+            .catalog(&catalog_name)
+            .ok_or_else(|| QueryError::Internal(format!("no default catalog {catalog_name}")))?;
+        catalog
+            .register_schema(&schema_name, views.schema_provider())
+            .map_err(|e| QueryError::Internal(e.to_string()))?;
+        Ok(QueryEngine { ctx, config })
+    }
+
+    pub fn config(&self) -> &QueryConfig {
+        &self.config
+    }
+
+    /// The row limit for a request: the default when none asked, never above the cap.
+    pub fn row_limit(&self, requested: Option<usize>) -> usize {
+        requested
+            .unwrap_or(self.config.default_max_rows)
+            .min(self.config.max_rows_cap)
+    }
+
+    /// Runs one read-only statement. `max_rows` is capped by [`QueryConfig::max_rows_cap`].
+    pub async fn query(
+        &self,
+        sql: &str,
+        max_rows: Option<usize>,
+    ) -> Result<QueryResult, QueryError> {
+        let started = Instant::now();
+        let limit = self.row_limit(max_rows);
+        let ctx = self.ctx.clone();
+        let sql = sql.to_string();
+        // A separate task so that the timeout can fire (on another worker) and abort it even
+        // when an operator runs for long between yields.
+        let mut task = tokio::spawn(async move { run(ctx, &sql, limit).await });
+        match tokio::time::timeout(self.config.timeout, &mut task).await {
+            Ok(Ok(result)) => {
+                let (schema, batches, row_count, truncated) = result?;
+                Ok(QueryResult {
+                    schema,
+                    batches,
+                    row_count,
+                    truncated,
+                    elapsed: started.elapsed(),
+                })
+            }
+            Ok(Err(join)) => Err(QueryError::Internal(format!("query task failed: {join}"))),
+            Err(_) => {
+                task.abort();
+                Err(QueryError::Timeout(self.config.timeout))
+            }
+        }
+    }
+}
+
+type Collected = (SchemaRef, Vec<RecordBatch>, usize, bool);
+
+async fn run(ctx: SessionContext, sql: &str, limit: usize) -> Result<Collected, QueryError> {
+    let state = ctx.state();
+    let dialect = &state.config().options().sql_parser.dialect;
+    let stmt = state.sql_to_statement(sql, dialect).map_err(invalid)?;
+    check_statement(&stmt)?;
+    let is_query =
+        matches!(&stmt, DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Query(_)));
+    let plan = state.statement_to_plan(stmt).await.map_err(invalid)?;
+    read_only()
+        .verify_plan(&plan)
+        .map_err(|e| QueryError::Refused(e.strip_backtrace().to_string()))?;
+    let mut df = ctx.execute_logical_plan(plan).await.map_err(invalid)?;
+    if is_query {
+        // One row past the limit tells "exactly limit rows" from "truncated", and lets the
+        // optimizer stop scans and sorts early (TopK).
+        df = df
+            .limit(0, Some(limit.saturating_add(1)))
+            .map_err(invalid)?;
+    }
+    let mut stream = df.execute_stream().await.map_err(exec_error)?;
+    let schema = stream.schema();
+    let mut batches = Vec::new();
+    let mut rows = 0usize;
+    let mut truncated = false;
+    while let Some(batch) = stream.next().await {
+        let batch = batch.map_err(exec_error)?;
+        if rows + batch.num_rows() > limit {
+            let keep = limit - rows;
+            if keep > 0 {
+                batches.push(batch.slice(0, keep));
+            }
+            rows = limit;
+            truncated = true;
+            break;
+        }
+        rows += batch.num_rows();
+        if batch.num_rows() > 0 {
+            batches.push(batch);
+        }
+    }
+    Ok((schema, batches, rows, truncated))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::statement_label;
+
+    #[test]
+    fn labels_name_the_statement() {
+        assert_eq!(statement_label("create table t (a int)"), "CREATE TABLE");
+        assert_eq!(
+            statement_label("CREATE EXTERNAL TABLE t STORED AS CSV"),
+            "CREATE EXTERNAL TABLE"
+        );
+        assert_eq!(statement_label("insert into t values (1)"), "INSERT");
+        assert_eq!(statement_label("DROP TABLE t"), "DROP TABLE");
+        assert_eq!(statement_label("SET x = 1"), "SET");
+    }
+}

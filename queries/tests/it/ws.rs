@@ -1,0 +1,197 @@
+//! The WebSocket stream over a real socket: initial documents, pushes on change, the minimum
+//! push interval, and dropping a client that does not read.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+use twinline_queries::{app, ApiConfig, ApiState, Views};
+use twinline_schemas::*;
+
+use crate::common::*;
+
+async fn serve(config: ApiConfig) -> (SocketAddr, ApiState, Arc<Views>) {
+    let (state, views, _) = state_with(config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = app(state.clone());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (addr, state, views)
+}
+
+type Client =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_json(ws: &mut Client) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("message within 5 s")
+            .expect("stream open")
+            .expect("no error");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(t.as_str()).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_then_documents_then_push_on_change() {
+    let (addr, state, views) = serve(ApiConfig {
+        ws_push_interval: Duration::from_millis(100),
+        ..test_config()
+    })
+    .await;
+    apply_all(&views, &[twin("m-1", 1, MachineStatus::Running, 90.0, T0)]);
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/ws/stream"))
+        .await
+        .unwrap();
+    let hello = next_json(&mut ws).await;
+    assert_eq!(hello["type"], "hello");
+    assert_eq!(hello["server"], "twinline");
+    let twin_doc = next_json(&mut ws).await;
+    assert_eq!(twin_doc["type"], "twin_state");
+    // Same JSON as GET state.
+    assert_eq!(
+        twin_doc["data"],
+        twinline_queries::api::factory_state_json(&state)
+    );
+    let stats = next_json(&mut ws).await;
+    assert_eq!(stats["type"], "dashboard_stats");
+    assert_eq!(stats["data"]["total_machines"], 1);
+    assert_eq!(state.metrics.ws_clients(), 1);
+
+    apply_all(
+        &views,
+        &[twin("m-2", 1, MachineStatus::Error, 10.0, T0 + 1)],
+    );
+    let pushed = next_json(&mut ws).await;
+    assert_eq!(pushed["type"], "twin_state");
+    assert_eq!(pushed["data"]["machines"].as_array().unwrap().len(), 2);
+    let pushed_stats = next_json(&mut ws).await;
+    assert_eq!(pushed_stats["data"]["status_breakdown"]["ERROR"], 1);
+
+    ws.close(None).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while state.metrics.ws_clients() != 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(state.metrics.ws_clients(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_respect_the_minimum_interval() {
+    let interval = Duration::from_millis(300);
+    let (addr, _state, views) = serve(ApiConfig {
+        ws_push_interval: interval,
+        ..test_config()
+    })
+    .await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/ws/stream"))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        next_json(&mut ws).await; // hello, twin_state, dashboard_stats
+    }
+    let producer = {
+        let views = views.clone();
+        tokio::spawn(async move {
+            for n in 0..100 {
+                apply_all(
+                    &views,
+                    &[twin("m-1", n, MachineStatus::Running, 50.0, T0 + n)],
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut arrivals = Vec::new();
+    while started.elapsed() < Duration::from_millis(1_900) {
+        let v = next_json(&mut ws).await;
+        if v["type"] == "twin_state" {
+            arrivals.push(Instant::now());
+        }
+    }
+    producer.abort();
+    assert!(
+        arrivals.len() >= 3,
+        "changes every 20 ms must still be pushed: {} pushes",
+        arrivals.len()
+    );
+    assert!(
+        arrivals.len() <= 8,
+        "{} pushes in ~2 s with a 300 ms interval",
+        arrivals.len()
+    );
+    for w in arrivals.windows(2) {
+        let gap = w[1] - w[0];
+        // Scheduling jitter on the receiving side can shrink an observed gap a little.
+        assert!(
+            gap >= interval - Duration::from_millis(60),
+            "gap {gap:?} below the interval"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_client_is_dropped_not_buffered() {
+    let (addr, state, views) = serve(ApiConfig {
+        ws_push_interval: Duration::from_millis(5),
+        ws_queue: 2,
+        ws_send_timeout: Duration::from_millis(300),
+        ..test_config()
+    })
+    .await;
+    // Large documents fill the socket buffers quickly.
+    let fleet: Vec<Payload> = (0..400)
+        .map(|i| twin(&machine(i), 1, MachineStatus::Running, 50.0, T0))
+        .collect();
+    apply_all(&views, &fleet);
+    let (mut slow, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/ws/stream"))
+        .await
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut n = 1;
+    while state.metrics.ws_dropped() == 0 && Instant::now() < deadline {
+        apply_all(
+            &views,
+            &[twin(&machine(0), n, MachineStatus::Running, 50.0, T0 + n)],
+        );
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        state.metrics.ws_dropped() >= 1,
+        "the slow client was never dropped"
+    );
+    // The slow client's stream ends (close frame or reset) once it reads what was buffered.
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(msg)) = slow.next().await {
+            if let Message::Close(frame) = msg {
+                return frame.map(|f| f.reason.to_string());
+            }
+        }
+        None
+    })
+    .await
+    .expect("slow client's stream ends");
+    if let Some(reason) = ended {
+        assert!(reason.contains("too slow"), "{reason}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while state.metrics.ws_clients() != 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        state.metrics.ws_clients(),
+        0,
+        "the dropped client's session ended"
+    );
+}

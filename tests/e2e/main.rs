@@ -1,0 +1,5 @@
+//! End-to-end scenarios against the real `twinline` binary and data directories.
+
+mod crash_recovery;
+mod dead_letters;
+mod replay;
