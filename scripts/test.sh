@@ -9,10 +9,12 @@ cd "$ROOT"
 log "building the workspace"
 cargo build --workspace --bins --tests
 log "running the Rust tests"
+set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee "$CARGO_TARGET_DIR/cargo-test.log"
 status=${PIPESTATUS[0]}
-if [ -x "$ROOT/tests/browser/run.sh" ]; then
-    log "running the browser tests"
-    bash "$ROOT/tests/browser/run.sh" || status=1
-fi
+set -e
+log "running the dashboard unit tests (vitest)"
+(cd "$ROOT/queries/web" && npm test --silent) || status=1
+log "running the browser tests against a live twinline (headless chromium)"
+bash "$ROOT/tests/browser/run_real.sh" "$CARGO_TARGET_DIR/debug/twinline" || status=1
 exit $status

@@ -1,1 +1,12 @@
-//! placeholder
+//! Model loading and inference over ONNX Runtime sessions (`ort`, loaded dynamically), and the
+//! model interfaces the processors program against.
+//!
+//! - [`session`]: the one process-wide ONNX Runtime environment and session construction
+//!   (deterministic CPU settings), with errors instead of panics when the library is missing.
+//! - [`predictive`]: the failure-prediction model interface ([`predictive::FailureModel`]) and
+//!   its ONNX implementation ([`predictive::OnnxFailureModel`]).
+
+pub mod predictive;
+pub mod session;
+
+pub use session::ModelError;

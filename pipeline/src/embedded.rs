@@ -251,7 +251,7 @@ impl ApiBackend for Backend {
         }
         let landed = self.ingestor.lock().ingest(std::slice::from_ref(&payload)).map_err(|e| e.to_string())?;
         let l = landed.first().ok_or_else(|| "nothing was appended".to_string())?;
-        Ok(IngestAck { topic: l.topic.name().to_string(), partition: l.partition, offset: l.offset })
+        Ok(IngestAck { topic: l.topic, partition: l.partition, offset: l.offset })
     }
 
     fn metrics_text(&self) -> String {

@@ -4,6 +4,7 @@
 //! origin order, calls [`Processor::on_watermark`] when event time advances, and collects what it
 //! emits through an [`Emitter`]. See `ARCHITECTURE.md`.
 
+pub mod predictive;
 pub mod twin;
 
 use twinline_schemas::{Payload, Topic};

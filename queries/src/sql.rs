@@ -7,10 +7,14 @@ use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::config::ConfigOptions;
 use datafusion::error::DataFusionError;
-use datafusion::catalog::CatalogProvider as _;
 use datafusion::execution::context::SQLOptions;
-use datafusion::physical_plan::RecordBatchStream as _;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::physical_optimizer::PhysicalOptimizerRule;
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
@@ -74,11 +78,80 @@ pub struct QueryResult {
     pub elapsed: Duration,
 }
 
+/// Wraps every inner operator's output in a `CooperativeExec`. DataFusion only makes leaves
+/// spend the tokio task budget, but a cross join emits millions of batches from one input
+/// batch without polling a leaf; without a yield there, an aborted query spins on its worker
+/// until it finishes (hours), and the time limit could not stop it.
+#[derive(Debug)]
+struct YieldEverywhere;
+
+impl PhysicalOptimizerRule for YieldEverywhere {
+    fn optimize(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        _config: &ConfigOptions,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        plan.transform_up(|node| {
+            if node.children().is_empty() || node.name() == "CooperativeExec" {
+                Ok(Transformed::no(node))
+            } else {
+                Ok(Transformed::yes(
+                    Arc::new(CooperativeExec::new(node)) as Arc<dyn ExecutionPlan>
+                ))
+            }
+        })
+        .map(|t| t.data)
+    }
+
+    fn name(&self) -> &str {
+        "yield_everywhere"
+    }
+
+    fn schema_check(&self) -> bool {
+        true
+    }
+}
+
+/// Queries execute on their own small runtime: a CPU-bound query can then never starve the API's
+/// reactor (and its timers: the time limit must fire while a query spins).
+struct QueryRuntime {
+    handle: tokio::runtime::Handle,
+    /// Dropped with the engine: ends the thread that owns the runtime, which then shuts it down
+    /// outside any async context (dropping a runtime inside one panics).
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl QueryRuntime {
+    fn start(workers: usize) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers.max(1))
+            .thread_name("twinline-query")
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("twinline-query-rt".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stop.await;
+                });
+                // Queries still spinning are abandoned, not waited for.
+                runtime.shutdown_background();
+            })?;
+        Ok(QueryRuntime {
+            handle,
+            _shutdown: shutdown,
+        })
+    }
+}
+
 /// The read-only SQL engine. Cheap to share (`Arc` it or clone: the session is shared).
 #[derive(Clone)]
 pub struct QueryEngine {
     ctx: SessionContext,
     config: QueryConfig,
+    runtime: Arc<QueryRuntime>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -176,7 +249,12 @@ impl QueryEngine {
         let session = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(config.target_partitions.max(1));
-        let ctx = SessionContext::new_with_config(session);
+        let state = SessionStateBuilder::new()
+            .with_config(session)
+            .with_default_features()
+            .with_physical_optimizer_rule(Arc::new(YieldEverywhere))
+            .build();
+        let ctx = SessionContext::new_with_state(state);
         let catalog_name = ctx
             .state()
             .config()
@@ -197,7 +275,13 @@ impl QueryEngine {
         catalog
             .register_schema(&schema_name, views.schema_provider())
             .map_err(|e| QueryError::Internal(e.to_string()))?;
-        Ok(QueryEngine { ctx, config })
+        let runtime = QueryRuntime::start(config.target_partitions)
+            .map_err(|e| QueryError::Internal(format!("cannot start the query runtime: {e}")))?;
+        Ok(QueryEngine {
+            ctx,
+            config,
+            runtime: Arc::new(runtime),
+        })
     }
 
     pub fn config(&self) -> &QueryConfig {
@@ -221,9 +305,12 @@ impl QueryEngine {
         let limit = self.row_limit(max_rows);
         let ctx = self.ctx.clone();
         let sql = sql.to_string();
-        // A separate task so that the timeout can fire (on another worker) and abort it even
-        // when an operator runs for long between yields.
-        let mut task = tokio::spawn(async move { run(ctx, &sql, limit).await });
+        // On the query runtime, so the timeout below (on the caller's runtime) fires on time
+        // even when an operator runs for long between yields; abort stops it at its next yield.
+        let mut task = self
+            .runtime
+            .handle
+            .spawn(async move { run(ctx, &sql, limit).await });
         match tokio::time::timeout(self.config.timeout, &mut task).await {
             Ok(Ok(result)) => {
                 let (schema, batches, row_count, truncated) = result?;

@@ -82,7 +82,7 @@ pub fn run(cfg: Config, cmd: LogCommand) -> Result<()> {
                             Err(e) => json!({"undecodable": e.to_string(), "len": r.value.len()}),
                         };
                         let headers: serde_json::Map<String, serde_json::Value> = r
-                            .headers()
+                            .headers.iter()
                             .map(|(k, v)| (k.to_string(), json!(String::from_utf8_lossy(v))))
                             .collect();
                         let line = json!({

@@ -14,13 +14,23 @@ use std::time::Duration;
 use crate::config::Config;
 
 /// The views' settings from the config.
-pub fn view_config(_cfg: &Config) -> twinline_queries::views::ViewConfig {
-    twinline_queries::views::ViewConfig::default()
+pub fn view_config(cfg: &Config) -> twinline_queries::views::ViewConfig {
+    twinline_queries::views::ViewConfig { factory_id: cfg.api.factory_id.clone(), ..Default::default() }
+}
+
+/// The SQL engine's limits from the config.
+pub fn query_config(cfg: &Config) -> twinline_queries::sql::QueryConfig {
+    twinline_queries::sql::QueryConfig {
+        timeout: Duration::from_millis(cfg.api.query_timeout_ms),
+        default_max_rows: cfg.api.query_max_rows.min(10_000),
+        max_rows_cap: cfg.api.query_max_rows,
+        ..Default::default()
+    }
 }
 
 /// The API's settings from the config.
 pub fn api_config(cfg: &Config) -> twinline_queries::api::ApiConfig {
-    use twinline_queries::api::{ApiConfig, Role, Token};
+    use twinline_queries::api::{ApiConfig, ApiToken, Role};
     let mut c = ApiConfig::default();
     c.factory_id = cfg.api.factory_id.clone();
     c.read_requires_token = cfg.api.read_requires_token;
@@ -32,7 +42,7 @@ pub fn api_config(cfg: &Config) -> twinline_queries::api::ApiConfig {
         .api
         .tokens
         .iter()
-        .map(|t| Token {
+        .map(|t| ApiToken {
             token: t.token.clone(),
             role: match t.role.as_str() {
                 "admin" => Role::Admin,

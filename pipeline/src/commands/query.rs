@@ -35,10 +35,11 @@ pub fn run(cfg: Config, args: QueryArgs) -> Result<()> {
     let store = Store::open_read_only(&dir)?;
     let views = Arc::new(twinline_queries::views::Views::new(super::view_config(&cfg)));
     ViewFeeder::new(store.log_dyn(), store.codec.clone(), views.clone())?.catch_up().context("reading the log")?;
-    let api = super::api_config(&cfg);
-    let engine = twinline_queries::sql::QueryEngine::new(views, api.query_timeout, api.query_max_rows);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let result = rt.block_on(engine.execute(&args.sql, args.max_rows))?;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let result = rt.block_on(async {
+        let engine = twinline_queries::sql::QueryEngine::new(views, super::query_config(&cfg))?;
+        engine.query(&args.sql, args.max_rows).await
+    })?;
     let out = match args.format {
         Format::Table => arrow::util::pretty::pretty_format_batches(&result.batches)?.to_string(),
         Format::Json => {

@@ -133,7 +133,7 @@ fn copy_inputs(src: &dyn EventLog, dst: &dyn EventLog, cut: u64, progress: bool)
                 if batch.is_empty() {
                     break;
                 }
-                let headers: Vec<Vec<(&str, &[u8])>> = batch.iter().map(|r| r.headers().collect()).collect();
+                let headers: Vec<Vec<(&str, &[u8])>> = batch.iter().map(|r| r.headers.iter().collect()).collect();
                 let mut recs = Vec::with_capacity(batch.len());
                 let mut stop = false;
                 for (r, h) in batch.iter().zip(&headers) {

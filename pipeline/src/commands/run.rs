@@ -65,7 +65,7 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<()> {
     let simulate = if args.simulate {
         let mut config = sim_options(&cfg, args.machines, args.seed, args.duration.as_deref())?;
         if args.duration.is_none() && !args.until_caught_up {
-            config.duration_ms = 7 * 24 * 3_600_000u64;
+            config.duration_ms = 0; // a live plant: runs until stopped
         }
         Some(SimOptions { config, realtime: !args.fast && !args.until_caught_up, speed: args.speed })
     } else {
@@ -85,7 +85,7 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<()> {
     let listen = args.listen.unwrap_or(cfg.api.listen);
     let mut api_cfg = super::api_config(&cfg);
     api_cfg.web_dir = args.web_dir.clone().or_else(default_web_dir);
-    let state = twinline_queries::api::ApiState::new(api_cfg, pipeline.views.clone(), pipeline.backend());
+    let state = twinline_queries::api::ApiState::new(pipeline.views.clone(), pipeline.backend(), api_cfg)?;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let control = pipeline.control.clone();
     let until = args.until_caught_up;

@@ -1,0 +1,152 @@
+//! Drives the plant simulator through the twin and hands every event to a predictive consumer in
+//! the order the runtime's partition task would (shared by the predictive tests, the export
+//! example and the bench).
+//!
+//! Vision is replaced by a perfect inspector: each part `Image` becomes a `Defect` whose
+//! `defect_detected` is the simulator's ground truth for that part.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use twinline_processors::twin::{TwinConfig, TwinProcessor};
+use twinline_processors::{Emitter, Event, EventTime, Position, Processor};
+use twinline_schemas::{Defect, Payload, Topic};
+use twinline_sim::{GroundTruth, SimConfig, Simulator};
+
+/// What the consumer sees, in processing order.
+pub enum Item<'a> {
+    Event(&'a Event<'a>),
+    /// The task watermark crossed a multiple of `tick_ms` (as the runtime calls `on_watermark`).
+    Watermark(EventTime),
+}
+
+/// Watermark tick of the driver, as the runtime's default `watermark_tick_ms`.
+pub const TICK_MS: i64 = 1_000;
+
+/// A simulator config for predictive work: coarse sensors and heartbeats, small images.
+pub fn sim_config(seed: u64, machines: usize, days: u64, sensor_interval_ms: u64) -> SimConfig {
+    SimConfig {
+        machines,
+        seed,
+        duration_ms: days * 86_400_000,
+        sensor_interval_ms,
+        heartbeat_interval_ms: 60_000,
+        image_size: 16,
+        image_pool_size: 2,
+        ..SimConfig::default()
+    }
+}
+
+/// Runs the whole simulation; returns the simulator (for its ground truth).
+pub fn drive(
+    cfg: SimConfig,
+    mut consumer: impl FnMut(Item<'_>) -> Result<(), String>,
+) -> Result<Simulator, String> {
+    let mut sim = Simulator::new(cfg).map_err(|e| e.to_string())?;
+    let mut twin = TwinProcessor::new(TwinConfig::default()).map_err(|e| e.to_string())?;
+    let mut emitter = Emitter::new();
+    let mut batch = Vec::with_capacity(4096);
+    let mut offsets: HashMap<Topic, u64> = HashMap::new();
+    let mut origin = 0u64;
+    let mut parts_seen = 0usize;
+    let mut part_defects: HashMap<String, bool> = HashMap::new();
+    let mut watermark = i64::MIN;
+    let mut last_tick = i64::MIN;
+    let mut derived: Vec<(Position, Payload)> = Vec::new();
+
+    let next_position = |topic: Topic, origin: u64, offsets: &mut HashMap<Topic, u64>| {
+        let o = offsets.entry(topic).or_insert(0);
+        let p = Position {
+            topic,
+            partition: 0,
+            offset: *o,
+            origin,
+        };
+        *o += 1;
+        p
+    };
+
+    while sim.next_batch(4096, &mut batch) {
+        // Part labels recorded since the last batch (the images of this batch among them).
+        let parts = &sim.ground_truth().parts;
+        for p in &parts[parts_seen..] {
+            part_defects.insert(p.part_id.clone(), p.defect.is_some());
+        }
+        parts_seen = parts.len();
+
+        for payload in batch.drain(..) {
+            origin += 1;
+            let t = payload.event_time();
+            let input = match &payload {
+                Payload::Image(img) => {
+                    let detected = part_defects.remove(&img.part_id).unwrap_or(false);
+                    Payload::Defect(Defect {
+                        machine_id: img.machine_id.clone(),
+                        part_id: img.part_id.clone(),
+                        event_time: t,
+                        defect_detected: detected,
+                        defect_type: if detected { "scratch" } else { "none" }.into(),
+                        confidence: 1.0,
+                        model_name: "ground-truth".into(),
+                        model_version: "sim".into(),
+                        ..Defect::default()
+                    })
+                }
+                Payload::SensorReading(_) | Payload::MachineEvent(_) => payload,
+                _ => continue, // job events: neither twin nor predictive read them
+            };
+            let topic = input.topic();
+            let position = next_position(topic, origin, &mut offsets);
+            let event = Event {
+                position,
+                event_time: t,
+                key: input.key(),
+                payload: &input,
+            };
+            twin.on_event(&event, &mut emitter)
+                .map_err(|e| e.to_string())?;
+            consumer(Item::Event(&event))?;
+            for e in emitter.drain() {
+                derived.push((next_position(e.topic, origin, &mut offsets), e.payload));
+            }
+            for (p, d) in derived.drain(..) {
+                let ev = Event {
+                    position: p,
+                    event_time: d.event_time(),
+                    key: d.key(),
+                    payload: &d,
+                };
+                consumer(Item::Event(&ev))?;
+            }
+            if t > watermark {
+                watermark = t;
+                let tick = t.div_euclid(TICK_MS);
+                if tick > last_tick {
+                    last_tick = tick;
+                    twin.on_watermark(tick * TICK_MS, &mut emitter)
+                        .map_err(|e| e.to_string())?;
+                    consumer(Item::Watermark(tick * TICK_MS))?;
+                    for e in emitter.drain() {
+                        derived.push((next_position(e.topic, origin, &mut offsets), e.payload));
+                    }
+                    for (p, d) in derived.drain(..) {
+                        let ev = Event {
+                            position: p,
+                            event_time: d.event_time(),
+                            key: d.key(),
+                            payload: &d,
+                        };
+                        consumer(Item::Event(&ev))?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(sim)
+}
+
+/// Index of machine `id` (`M001` -> 0) in the ground truth.
+pub fn machine_index(truth: &GroundTruth, id: &str) -> Option<usize> {
+    truth.machines.iter().position(|m| m.machine_id == id)
+}
