@@ -24,6 +24,18 @@ pub struct Config {
     pub twin: twinline_processors::twin::TwinConfig,
     #[serde(default)]
     pub simulator: twinline_sim::SimConfig,
+    #[serde(default)]
+    pub predictive: twinline_processors::predictive::PredictiveConfig,
+    pub models: ModelsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// Folder holding `predictive/` (and later `vision/`) ONNX models.
+    pub dir: PathBuf,
+    /// ONNX Runtime shared library; empty = `ORT_DYLIB_PATH`.
+    pub ort_library: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -14,7 +14,7 @@ fn kill_dash_nine_in_a_loop_loses_and_duplicates_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let d = data.to_str().unwrap();
-    twinline(&["simulate", "--data", d, "--machines", "30", "--duration", "6h", "--seed", "42"]);
+    twinline(&["simulate", "--data", d, "--machines", "20", "--duration", "4h", "--seed", "42"]);
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let mut killed = 0;

@@ -17,11 +17,16 @@ fn poison_records_are_dead_lettered_and_the_run_continues() {
     let poison: Vec<(&[u8], Vec<u8>, &str)> = vec![
         (b"M001", b"not avro at all".to_vec(), "NOT_WIRE_FORMAT"),
         (b"M002", vec![0, 0, 0, 0x7f, 0x7f, 1, 2, 3], "UNKNOWN_SCHEMA"),
-        (b"M003", vec![0, 0, 0, 0, 1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], "UNDECODABLE"),
+        (b"M003", Vec::new(), "UNDECODABLE"), // header of a real record + a broken body, below
         (b"", vec![0, 0, 0, 0, 1], "INVALID_KEY"),
     ];
+    let mut poison = poison;
     {
         let log = EmbeddedLog::open(&dirty.join("log"), LogConfig::default()).unwrap();
+        // The wire header (magic + the real sensor-readings schema id) of a valid record, so only
+        // the Avro body is broken.
+        let header: Vec<u8> = dump_topic_first_value(&log);
+        poison[2].1 = [header.as_slice(), &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff]].concat();
         for (key, value, _) in &poison {
             let p = log.partition_for("sensor-readings", key).unwrap();
             log.append(
@@ -48,4 +53,15 @@ fn poison_records_are_dead_lettered_and_the_run_continues() {
     // The run went on: twin state is exactly what the clean run derived (poison changes nothing).
     assert_eq!(dump_topic(&clean, "twin-state"), dump_topic(&dirty, "twin-state"));
     assert!(dump_topic(&clean, "dead-letters").is_empty());
+}
+
+fn dump_topic_first_value(log: &EmbeddedLog) -> Vec<u8> {
+    let mut batch = twinline_log::ReadBatch::new();
+    for p in 0..log.partitions("sensor-readings").unwrap() {
+        log.read("sensor-readings", p, 0, 4096, &mut batch).unwrap();
+        if let Some(r) = batch.iter().next() {
+            return r.value[..5].to_vec();
+        }
+    }
+    panic!("no sensor reading to copy a header from");
 }

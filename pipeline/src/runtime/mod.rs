@@ -46,10 +46,34 @@ pub type ProcessorFactory = Arc<dyn Fn(u32) -> Vec<Box<dyn Processor>> + Send + 
 
 pub fn default_processors(cfg: &Config) -> ProcessorFactory {
     let twin = cfg.twin.clone();
+    let predictive = cfg.predictive.clone();
+    let models_dir = cfg.models.dir.join("predictive");
+    let lib = (!cfg.models.ort_library.is_empty()).then(|| std::path::PathBuf::from(&cfg.models.ort_library));
+    // Probe once so a missing model is reported once, not per task.
+    let predictive_ok = match twinline_models::predictive::OnnxFailureModel::load_with_library(&models_dir, lib.as_deref()) {
+        Ok(_) => true,
+        Err(e) => {
+            warn!(error = %e, dir = %models_dir.display(), "predictive maintenance disabled: its models cannot be loaded");
+            false
+        }
+    };
     Arc::new(move |_p| {
         // The config was validated when it was loaded, so construction cannot fail here.
         let twin = twinline_processors::twin::TwinProcessor::new(twin.clone()).expect("twin config validated at load");
-        vec![Box::new(twin) as Box<dyn Processor>]
+        let mut v = vec![Box::new(twin) as Box<dyn Processor>];
+        if predictive_ok {
+            let built = twinline_models::predictive::OnnxFailureModel::load_with_library(&models_dir, lib.as_deref())
+                .map_err(|e| e.to_string())
+                .and_then(|m| {
+                    twinline_processors::predictive::PredictiveProcessor::new(predictive.clone(), Box::new(m))
+                        .map_err(|e| e.to_string())
+                });
+            match built {
+                Ok(p) => v.push(Box::new(p) as Box<dyn Processor>),
+                Err(e) => error!(error = %e, "predictive processor could not be built"),
+            }
+        }
+        v
     })
 }
 
