@@ -82,14 +82,26 @@ pub fn dump_topic(data: &Path, topic: &str) -> Vec<(u32, StoredRecord)> {
     out
 }
 
-pub const DERIVED: [&str; 6] =
-    ["defects", "twin-state", "failure-predictions", "maintenance-requests", "schedule-changes", "dead-letters"];
+pub const DERIVED: [&str; 6] = [
+    "defects",
+    "twin-state",
+    "failure-predictions",
+    "maintenance-requests",
+    "schedule-changes",
+    "dead-letters",
+];
 
 /// Assert two data directories hold byte-identical derived topics.
 pub fn assert_same_derived(a: &Path, b: &Path) {
     for t in DERIVED {
         let (x, y) = (dump_topic(a, t), dump_topic(b, t));
-        assert_eq!(x.len(), y.len(), "topic {t}: {} vs {} records", x.len(), y.len());
+        assert_eq!(
+            x.len(),
+            y.len(),
+            "topic {t}: {} vs {} records",
+            x.len(),
+            y.len()
+        );
         for (i, (r1, r2)) in x.iter().zip(&y).enumerate() {
             assert_eq!(r1, r2, "topic {t}: record {i} differs");
         }

@@ -94,7 +94,10 @@ pub struct TokenEntry {
 /// Tokens are secrets: never print them.
 impl std::fmt::Debug for TokenEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenEntry").field("token", &"<redacted>").field("role", &self.role).finish()
+        f.debug_struct("TokenEntry")
+            .field("token", &"<redacted>")
+            .field("role", &self.role)
+            .finish()
     }
 }
 
@@ -115,28 +118,43 @@ impl Config {
         let mut fig = Figment::from(Toml::string(DEFAULTS));
         if let Some(path) = file {
             if !path.exists() {
-                return Err(ConfigError::Invalid(format!("config file {} does not exist", path.display())));
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} does not exist",
+                    path.display()
+                )));
             }
             fig = fig.merge(Toml::file(path));
         }
         if env {
             // Only double-underscore keys are configuration (TWINLINE_API__LISTEN); single-level
             // TWINLINE_FOO variables belong to scripts and tests and are ignored here.
-            fig = fig.merge(Env::prefixed("TWINLINE_").filter(|k| k.as_str().contains("__")).split("__"));
+            fig = fig.merge(
+                Env::prefixed("TWINLINE_")
+                    .filter(|k| k.as_str().contains("__"))
+                    .split("__"),
+            );
         }
-        let cfg: Config = fig.extract().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let cfg: Config = fig
+            .extract()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         cfg.validate()?;
         Ok(cfg)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.log.partitions == 0 || self.log.partitions > 1024 {
-            return Err(ConfigError::Invalid("log.partitions must be in 1..=1024".into()));
+            return Err(ConfigError::Invalid(
+                "log.partitions must be in 1..=1024".into(),
+            ));
         }
         if self.runtime.watermark_tick_ms <= 0 {
-            return Err(ConfigError::Invalid("runtime.watermark_tick_ms must be > 0".into()));
+            return Err(ConfigError::Invalid(
+                "runtime.watermark_tick_ms must be > 0".into(),
+            ));
         }
-        self.twin.validate().map_err(|e| ConfigError::Invalid(format!("twin: {e}")))?;
+        self.twin
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("twin: {e}")))?;
         for t in &self.api.tokens {
             if !matches!(t.role.as_str(), "read" | "write" | "admin") {
                 return Err(ConfigError::Invalid(format!(
@@ -145,7 +163,9 @@ impl Config {
                 )));
             }
             if t.token.len() < 8 {
-                return Err(ConfigError::Invalid("api.tokens: a token must have at least 8 characters".into()));
+                return Err(ConfigError::Invalid(
+                    "api.tokens: a token must have at least 8 characters".into(),
+                ));
             }
         }
         Ok(())
@@ -177,22 +197,33 @@ mod tests {
     fn unknown_key_rejected() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
         writeln!(f, "[api]\nlisten_typo = \"1.2.3.4:1\"").unwrap();
-        let err = Config::load_with_env(Some(f.path()), false).unwrap_err().to_string();
+        let err = Config::load_with_env(Some(f.path()), false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("listen_typo"), "{err}");
     }
 
     #[test]
     fn file_overrides_and_bad_role() {
         let mut f = tempfile::NamedTempFile::new().unwrap();
-        writeln!(f, "[log]\npartitions = 8\n[api]\ntokens = [{{ token = \"abcdefgh1\", role = \"root\" }}]").unwrap();
-        let err = Config::load_with_env(Some(f.path()), false).unwrap_err().to_string();
+        writeln!(
+            f,
+            "[log]\npartitions = 8\n[api]\ntokens = [{{ token = \"abcdefgh1\", role = \"root\" }}]"
+        )
+        .unwrap();
+        let err = Config::load_with_env(Some(f.path()), false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("root"), "{err}");
     }
 
     #[test]
     fn tokens_are_redacted() {
         let mut c = Config::load_with_env(None, false).unwrap();
-        c.api.tokens.push(TokenEntry { token: "supersecret".into(), role: "admin".into() });
+        c.api.tokens.push(TokenEntry {
+            token: "supersecret".into(),
+            role: "admin".into(),
+        });
         assert!(!c.redacted_toml().contains("supersecret"));
         assert!(!format!("{c:?}").contains("supersecret"));
     }

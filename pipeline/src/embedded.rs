@@ -66,11 +66,17 @@ impl EmbeddedPipeline {
         let metrics = Arc::new(Metrics::new());
         let control = runtime::new_control(store.partitions);
         let views = Arc::new(Views::new(crate::commands::view_config(cfg)));
-        let ingestor = Arc::new(Mutex::new(Ingestor::new(store.log_dyn(), store.codec.clone(), metrics.clone())));
+        let ingestor = Arc::new(Mutex::new(Ingestor::new(
+            store.log_dyn(),
+            store.codec.clone(),
+            metrics.clone(),
+        )));
         if opts.simulate.is_none() && opts.until_caught_up {
             control.producers_done.store(true, Ordering::Release);
         }
-        let factory = opts.factory.unwrap_or_else(|| runtime::default_processors(cfg));
+        let factory = opts
+            .factory
+            .unwrap_or_else(|| runtime::default_processors(cfg));
         let tasks = runtime::spawn_tasks(
             TaskRunnerArgs {
                 log: store.log_dyn(),
@@ -93,7 +99,11 @@ impl EmbeddedPipeline {
             f.applied = view_applied.clone();
             f.applied_inputs = view_applied_inputs.clone();
             let (stop, cu) = (feeder_stop.clone(), views_caught_up.clone());
-            Some(std::thread::Builder::new().name("view-feeder".into()).spawn(move || f.run(stop, cu))?)
+            Some(
+                std::thread::Builder::new()
+                    .name("view-feeder".into())
+                    .spawn(move || f.run(stop, cu))?,
+            )
         } else {
             views_caught_up.store(true, Ordering::Release);
             None
@@ -111,18 +121,29 @@ impl EmbeddedPipeline {
         });
         let lag_stop = Arc::new(AtomicBool::new(false));
         let lag = {
-            let (log, m, stop, ctl) = (store.log_dyn(), metrics.clone(), lag_stop.clone(), control.clone());
-            Some(std::thread::Builder::new().name("lag".into()).spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    let positions = ctl.positions.lock().clone();
-                    let v = positions
-                        .into_iter()
-                        .map(|((t, p), pos)| (t, p, pos, log.end_offset(t.name(), p).unwrap_or(pos)))
-                        .collect();
-                    m.set_lag(v);
-                    std::thread::sleep(Duration::from_millis(500));
-                }
-            })?)
+            let (log, m, stop, ctl) = (
+                store.log_dyn(),
+                metrics.clone(),
+                lag_stop.clone(),
+                control.clone(),
+            );
+            Some(
+                std::thread::Builder::new()
+                    .name("lag".into())
+                    .spawn(move || {
+                        while !stop.load(Ordering::Relaxed) {
+                            let positions = ctl.positions.lock().clone();
+                            let v = positions
+                                .into_iter()
+                                .map(|((t, p), pos)| {
+                                    (t, p, pos, log.end_offset(t.name(), p).unwrap_or(pos))
+                                })
+                                .collect();
+                            m.set_lag(v);
+                            std::thread::sleep(Duration::from_millis(500));
+                        }
+                    })?,
+            )
         };
         Ok(EmbeddedPipeline {
             store,
@@ -153,7 +174,11 @@ impl EmbeddedPipeline {
 
     /// Input records consumed by the partition tasks so far.
     pub fn metrics_in_total(&self) -> u64 {
-        Topic::ALL.into_iter().filter(|t| t.is_input()).map(|t| self.metrics.events_in(t)).sum()
+        Topic::ALL
+            .into_iter()
+            .filter(|t| t.is_input())
+            .map(|t| self.metrics.events_in(t))
+            .sum()
     }
 
     /// Records (inputs and derived) applied to the views so far.
@@ -169,7 +194,8 @@ impl EmbeddedPipeline {
     /// Wait for the tasks to finish (with `until_caught_up`), then stop the rest.
     pub fn wait(mut self) -> Result<()> {
         if let Some(p) = self.producer.take() {
-            p.join().map_err(|_| anyhow::anyhow!("simulator panicked"))??;
+            p.join()
+                .map_err(|_| anyhow::anyhow!("simulator panicked"))??;
         }
         let tasks = std::mem::take(&mut self.tasks);
         runtime::join_all(tasks)?;
@@ -191,7 +217,8 @@ impl EmbeddedPipeline {
         self.feeder_stop.store(true, Ordering::Release);
         self.lag_stop.store(true, Ordering::Release);
         if let Some(f) = self.feeder.take() {
-            f.join().map_err(|_| anyhow::anyhow!("view feeder panicked"))??;
+            f.join()
+                .map_err(|_| anyhow::anyhow!("view feeder panicked"))??;
         }
         if let Some(l) = self.lag.take() {
             let _ = l.join();
@@ -213,7 +240,10 @@ fn run_simulator(opts: SimOptions, ingestor: &Mutex<Ingestor>, control: &Control
         buf.clear();
         let more = sim.next_batch(if opts.realtime { 256 } else { 4096 }, &mut buf);
         if let (true, Some(last)) = (opts.realtime, buf.last()) {
-            let due = Duration::from_secs_f64(((last.event_time() - start_event_time).max(0) as f64 / 1000.0) / opts.speed.max(1e-6));
+            let due = Duration::from_secs_f64(
+                ((last.event_time() - start_event_time).max(0) as f64 / 1000.0)
+                    / opts.speed.max(1e-6),
+            );
             let elapsed = wall_start.elapsed();
             if due > elapsed {
                 // Sleep in short steps so shutdown stays responsive.
@@ -247,11 +277,25 @@ struct Backend {
 impl ApiBackend for Backend {
     fn ingest(&self, topic: Topic, payload: Payload) -> Result<IngestAck, String> {
         if payload.topic() != topic {
-            return Err(format!("payload is a {} event, not {}", payload.topic().name(), topic.name()));
+            return Err(format!(
+                "payload is a {} event, not {}",
+                payload.topic().name(),
+                topic.name()
+            ));
         }
-        let landed = self.ingestor.lock().ingest(std::slice::from_ref(&payload)).map_err(|e| e.to_string())?;
-        let l = landed.first().ok_or_else(|| "nothing was appended".to_string())?;
-        Ok(IngestAck { topic: l.topic, partition: l.partition, offset: l.offset })
+        let landed = self
+            .ingestor
+            .lock()
+            .ingest(std::slice::from_ref(&payload))
+            .map_err(|e| e.to_string())?;
+        let l = landed
+            .first()
+            .ok_or_else(|| "nothing was appended".to_string())?;
+        Ok(IngestAck {
+            topic: l.topic,
+            partition: l.partition,
+            offset: l.offset,
+        })
     }
 
     fn metrics_text(&self) -> String {

@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use twinline::commands;
 
 #[derive(Parser)]
-#[command(name = "twinline", version, about = "Factory digital twin: an event-sourced stream-processing pipeline")]
+#[command(
+    name = "twinline",
+    version,
+    about = "Factory digital twin: an event-sourced stream-processing pipeline"
+)]
 struct Cli {
     /// Configuration file (TOML). Defaults are built in; TWINLINE_<SECTION>__<KEY> variables override.
     #[arg(long, global = true, env = "TWINLINE_CONFIG")]

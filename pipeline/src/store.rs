@@ -30,22 +30,25 @@ pub fn topic_partitions(topic: Topic, partitions: u32) -> u32 {
 }
 
 pub fn log_config(cfg: &Config) -> LogConfig {
-    let mut lc = LogConfig::default();
-    lc.fsync = match cfg.log.fsync {
-        FsyncMode::Never => FsyncPolicy::Never,
-        FsyncMode::Always => FsyncPolicy::Always,
-        FsyncMode::Interval => FsyncPolicy::IntervalMs(cfg.log.fsync_interval_ms),
-    };
-    lc.segment_bytes = cfg.log.segment_bytes;
-    lc.retention_bytes = (cfg.log.retention_bytes > 0).then_some(cfg.log.retention_bytes);
-    lc.retention_ms = (cfg.log.retention_hours > 0).then_some(cfg.log.retention_hours as i64 * 3_600_000);
-    lc
+    LogConfig {
+        fsync: match cfg.log.fsync {
+            FsyncMode::Never => FsyncPolicy::Never,
+            FsyncMode::Always => FsyncPolicy::Always,
+            FsyncMode::Interval => FsyncPolicy::IntervalMs(cfg.log.fsync_interval_ms),
+        },
+        segment_bytes: cfg.log.segment_bytes,
+        retention_bytes: (cfg.log.retention_bytes > 0).then_some(cfg.log.retention_bytes),
+        retention_ms: (cfg.log.retention_hours > 0)
+            .then_some(cfg.log.retention_hours as i64 * 3_600_000),
+        ..LogConfig::default()
+    }
 }
 
 impl Store {
     /// Open (creating if needed) for writing; takes the directory's writer lock.
     pub fn open(dir: &Path, cfg: &Config) -> Result<Store> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating data directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating data directory {}", dir.display()))?;
         let log = Arc::new(
             EmbeddedLog::open(&dir.join("log"), log_config(cfg))
                 .with_context(|| format!("opening the event log in {}", dir.display()))?,
@@ -54,12 +57,18 @@ impl Store {
             EmbeddedRegistry::open(&dir.join("registry"))
                 .with_context(|| format!("opening the schema registry in {}", dir.display()))?,
         );
-        let codec = Arc::new(Codec::new(registry.clone() as Arc<dyn SchemaRegistry>).context("registering schemas")?);
+        let codec = Arc::new(
+            Codec::new(registry.clone() as Arc<dyn SchemaRegistry>)
+                .context("registering schemas")?,
+        );
         let existing = log.partitions(Topic::SensorReadings.name()).ok();
         let partitions = match existing {
             Some(n) if n != cfg.log.partitions => {
-                tracing::warn!(configured = cfg.log.partitions, existing = n,
-                    "data directory already has a partition count; keeping it");
+                tracing::warn!(
+                    configured = cfg.log.partitions,
+                    existing = n,
+                    "data directory already has a partition count; keeping it"
+                );
                 n
             }
             Some(n) => n,
@@ -69,19 +78,43 @@ impl Store {
             log.create_topic(t.name(), topic_partitions(t, partitions))
                 .with_context(|| format!("creating topic {}", t.name()))?;
         }
-        Ok(Store { dir: dir.to_path_buf(), log, registry, codec, partitions })
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            log,
+            registry,
+            codec,
+            partitions,
+        })
     }
 
     /// Open a directory that another process may be writing, without taking its lock.
     pub fn open_read_only(dir: &Path) -> Result<Store> {
         if !dir.join("log").exists() {
-            bail!("{} is not a twinline data directory (no log/ inside)", dir.display());
+            bail!(
+                "{} is not a twinline data directory (no log/ inside)",
+                dir.display()
+            );
         }
-        let log = Arc::new(EmbeddedLog::open_read_only(&dir.join("log")).with_context(|| format!("opening {}", dir.display()))?);
-        let registry = Arc::new(EmbeddedRegistry::open(&dir.join("registry")).context("opening the schema registry")?);
-        let codec = Arc::new(Codec::new(registry.clone() as Arc<dyn SchemaRegistry>).context("loading schemas")?);
-        let partitions = log.partitions(Topic::SensorReadings.name()).context("reading topic metadata")?;
-        Ok(Store { dir: dir.to_path_buf(), log, registry, codec, partitions })
+        let log = Arc::new(
+            EmbeddedLog::open_read_only(&dir.join("log"))
+                .with_context(|| format!("opening {}", dir.display()))?,
+        );
+        let registry = Arc::new(
+            EmbeddedRegistry::open(&dir.join("registry")).context("opening the schema registry")?,
+        );
+        let codec = Arc::new(
+            Codec::new(registry.clone() as Arc<dyn SchemaRegistry>).context("loading schemas")?,
+        );
+        let partitions = log
+            .partitions(Topic::SensorReadings.name())
+            .context("reading topic metadata")?;
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            log,
+            registry,
+            codec,
+            partitions,
+        })
     }
 
     pub fn checkpoint_dir(&self) -> PathBuf {

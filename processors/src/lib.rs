@@ -69,7 +69,12 @@ impl Emitter {
 
     /// Emit a derived event. Its `event_id` and `source` are filled in by the runtime.
     pub fn emit(&mut self, topic: Topic, key: impl Into<String>, payload: Payload) {
-        self.out.push(Emitted { topic, key: key.into(), payload, headers: Vec::new() });
+        self.out.push(Emitted {
+            topic,
+            key: key.into(),
+            payload,
+            headers: Vec::new(),
+        });
     }
 
     /// Emit with diagnostic headers.
@@ -80,7 +85,12 @@ impl Emitter {
         payload: Payload,
         headers: Vec<(String, Vec<u8>)>,
     ) {
-        self.out.push(Emitted { topic, key: key.into(), payload, headers });
+        self.out.push(Emitted {
+            topic,
+            key: key.into(),
+            payload,
+            headers,
+        });
     }
 
     pub fn is_empty(&self) -> bool {
@@ -113,7 +123,11 @@ pub trait Processor: Send {
     fn on_event(&mut self, event: &Event<'_>, out: &mut Emitter) -> Result<(), ProcessError>;
 
     /// Event time advanced to `watermark` (the largest event time processed by this task).
-    fn on_watermark(&mut self, _watermark: EventTime, _out: &mut Emitter) -> Result<(), ProcessError> {
+    fn on_watermark(
+        &mut self,
+        _watermark: EventTime,
+        _out: &mut Emitter,
+    ) -> Result<(), ProcessError> {
         Ok(())
     }
 

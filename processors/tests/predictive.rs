@@ -77,13 +77,13 @@ fn check_row(raw: &Raw, cfg: &FeatureConfig, row: &FeatureRow<'_>) -> Result<(),
                 return Err(format!("row at {t} ready with {n} readings of sensor {s}"));
             }
             let o = stat_offset(wi, s);
-            for k in 0..4 {
-                if !close(row.features[o + k], exp[k]) {
+            for (k, &want) in exp.iter().enumerate() {
+                if !close(row.features[o + k], want) {
                     return Err(format!(
                         "{} at {t}: feature {o}+{k} (window {wi}, sensor {s}) = {} but brute force {}",
                         row.machine_id,
                         row.features[o + k],
-                        exp[k]
+                        want
                     ));
                 }
             }

@@ -216,8 +216,8 @@ fn model_card_subset_figures_are_reproduced() {
         got.insert(name, average_precision(&y, &p));
     }
     let (mut tp, mut fp, mut fnn) = (0.0, 0.0, 0.0);
-    for i in 0..n {
-        match (alert[i], s.y[1][i]) {
+    for (&a, &y3) in alert.iter().zip(&s.y[1]).take(n) {
+        match (a, y3) {
             (true, 1) => tp += 1.0,
             (true, 0) => fp += 1.0,
             (false, 1) => fnn += 1.0,

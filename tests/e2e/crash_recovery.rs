@@ -14,7 +14,17 @@ fn kill_dash_nine_in_a_loop_loses_and_duplicates_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let d = data.to_str().unwrap();
-    twinline(&["simulate", "--data", d, "--machines", "20", "--duration", "4h", "--seed", "42"]);
+    twinline(&[
+        "simulate",
+        "--data",
+        d,
+        "--machines",
+        "20",
+        "--duration",
+        "4h",
+        "--seed",
+        "42",
+    ]);
 
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let mut killed = 0;
@@ -35,7 +45,10 @@ fn kill_dash_nine_in_a_loop_loses_and_duplicates_nothing() {
         }
         let _ = child.wait();
     }
-    assert!(killed >= 3, "only {killed} runs were killed before finishing; make the input larger");
+    assert!(
+        killed >= 3,
+        "only {killed} runs were killed before finishing; make the input larger"
+    );
     twinline(&["run", "--data", d, "--until-caught-up"]);
 
     let replay = tmp.path().join("replay");
@@ -60,7 +73,17 @@ fn garbage_on_a_segment_tail_is_truncated_and_nothing_before_it_is_lost() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let d = data.to_str().unwrap();
-    twinline(&["simulate", "--data", d, "--machines", "4", "--duration", "20m", "--seed", "3"]);
+    twinline(&[
+        "simulate",
+        "--data",
+        d,
+        "--machines",
+        "4",
+        "--duration",
+        "20m",
+        "--seed",
+        "3",
+    ]);
     let before = dump_topic(&data, "sensor-readings");
     // Append garbage (a plausible length prefix, then junk) to the newest segment of partition 0.
     let part = data.join("log").join("sensor-readings").join("0");
@@ -72,7 +95,10 @@ fn garbage_on_a_segment_tail_is_truncated_and_nothing_before_it_is_lost() {
     segs.sort();
     let seg = segs.last().expect("a segment file").clone();
     let mut f = std::fs::OpenOptions::new().append(true).open(&seg).unwrap();
-    f.write_all(&[0x00, 0x00, 0x00, 0x40, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5]).unwrap();
+    f.write_all(&[
+        0x00, 0x00, 0x00, 0x40, 0xde, 0xad, 0xbe, 0xef, 1, 2, 3, 4, 5,
+    ])
+    .unwrap();
     drop(f);
     // A writer open recovers the log; processing then runs over the intact records.
     twinline(&["run", "--data", d, "--until-caught-up"]);

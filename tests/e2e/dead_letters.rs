@@ -11,12 +11,26 @@ fn poison_records_are_dead_lettered_and_the_run_continues() {
     let clean = tmp.path().join("clean");
     let dirty = tmp.path().join("dirty");
     for dir in [&clean, &dirty] {
-        twinline(&["simulate", "--data", dir.to_str().unwrap(), "--machines", "6", "--duration", "30m", "--seed", "9"]);
+        twinline(&[
+            "simulate",
+            "--data",
+            dir.to_str().unwrap(),
+            "--machines",
+            "6",
+            "--duration",
+            "30m",
+            "--seed",
+            "9",
+        ]);
     }
     // Append poison to the dirty copy, after the simulated records.
     let poison: Vec<(&[u8], Vec<u8>, &str)> = vec![
         (b"M001", b"not avro at all".to_vec(), "NOT_WIRE_FORMAT"),
-        (b"M002", vec![0, 0, 0, 0x7f, 0x7f, 1, 2, 3], "UNKNOWN_SCHEMA"),
+        (
+            b"M002",
+            vec![0, 0, 0, 0x7f, 0x7f, 1, 2, 3],
+            "UNKNOWN_SCHEMA",
+        ),
         (b"M003", Vec::new(), "UNDECODABLE"), // header of a real record + a broken body, below
         (b"", vec![0, 0, 0, 0, 1], "INVALID_KEY"),
     ];
@@ -32,7 +46,13 @@ fn poison_records_are_dead_lettered_and_the_run_continues() {
             log.append(
                 "sensor-readings",
                 p,
-                &[NewRecord { key, value, timestamp: 1_767_226_000_000, origin: None, headers: &[] }],
+                &[NewRecord {
+                    key,
+                    value,
+                    timestamp: 1_767_226_000_000,
+                    origin: None,
+                    headers: &[],
+                }],
             )
             .unwrap();
         }
@@ -40,18 +60,38 @@ fn poison_records_are_dead_lettered_and_the_run_continues() {
     for dir in [&clean, &dirty] {
         twinline(&["run", "--data", dir.to_str().unwrap(), "--until-caught-up"]);
     }
-    let dump = twinline(&["log", "dump", "--data", dirty.to_str().unwrap(), "--topic", "dead-letters"]).stdout;
-    let letters: Vec<serde_json::Value> =
-        String::from_utf8(dump).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let dump = twinline(&[
+        "log",
+        "dump",
+        "--data",
+        dirty.to_str().unwrap(),
+        "--topic",
+        "dead-letters",
+    ])
+    .stdout;
+    let letters: Vec<serde_json::Value> = String::from_utf8(dump)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(letters.len(), poison.len(), "dead letters: {letters:#?}");
     for (_, _, reason) in &poison {
-        let hit = letters.iter().find(|l| l["value"]["reason_type"] == *reason);
-        let hit = hit.unwrap_or_else(|| panic!("no dead letter with reason {reason}: {letters:#?}"));
-        assert!(!hit["value"]["reason"].as_str().unwrap_or("").is_empty(), "empty reason: {hit}");
+        let hit = letters
+            .iter()
+            .find(|l| l["value"]["reason_type"] == *reason);
+        let hit =
+            hit.unwrap_or_else(|| panic!("no dead letter with reason {reason}: {letters:#?}"));
+        assert!(
+            !hit["value"]["reason"].as_str().unwrap_or("").is_empty(),
+            "empty reason: {hit}"
+        );
         assert_eq!(hit["value"]["source"]["topic"], "sensor-readings");
     }
     // The run went on: twin state is exactly what the clean run derived (poison changes nothing).
-    assert_eq!(dump_topic(&clean, "twin-state"), dump_topic(&dirty, "twin-state"));
+    assert_eq!(
+        dump_topic(&clean, "twin-state"),
+        dump_topic(&dirty, "twin-state")
+    );
     assert!(dump_topic(&clean, "dead-letters").is_empty());
 }
 

@@ -7,7 +7,17 @@ use twinline_tests::{assert_same_derived, dump_topic, twinline, DERIVED};
 
 fn simulate(dir: &Path, machines: &str, duration: &str, seed: &str) {
     let d = dir.to_str().unwrap();
-    twinline(&["simulate", "--data", d, "--machines", machines, "--duration", duration, "--seed", seed]);
+    twinline(&[
+        "simulate",
+        "--data",
+        d,
+        "--machines",
+        machines,
+        "--duration",
+        duration,
+        "--seed",
+        seed,
+    ]);
 }
 
 #[test]
@@ -16,9 +26,26 @@ fn replay_of_a_live_run_is_byte_identical() {
     let live = tmp.path().join("live");
     let l = live.to_str().unwrap();
     // Live: the simulator feeds the pipeline while it runs (in one process), flat out.
-    twinline(&["run", "--data", l, "--simulate", "--fast", "--machines", "12", "--duration", "3h", "--seed", "11", "--until-caught-up"]);
+    twinline(&[
+        "run",
+        "--data",
+        l,
+        "--simulate",
+        "--fast",
+        "--machines",
+        "12",
+        "--duration",
+        "3h",
+        "--seed",
+        "11",
+        "--until-caught-up",
+    ]);
     let twin = dump_topic(&live, "twin-state");
-    assert!(twin.len() > 50, "the live run derived only {} twin-state events", twin.len());
+    assert!(
+        twin.len() > 50,
+        "the live run derived only {} twin-state events",
+        twin.len()
+    );
 
     let replay = tmp.path().join("replay");
     twinline(&["replay", "--data", l, "--out", replay.to_str().unwrap()]);
@@ -26,7 +53,13 @@ fn replay_of_a_live_run_is_byte_identical() {
 
     // And a second replay of the replay: still identical (no hidden state).
     let again = tmp.path().join("again");
-    twinline(&["replay", "--data", replay.to_str().unwrap(), "--out", again.to_str().unwrap()]);
+    twinline(&[
+        "replay",
+        "--data",
+        replay.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
     assert_same_derived(&live, &again);
 }
 
@@ -39,7 +72,15 @@ fn replay_until_is_a_prefix_of_the_full_derivation() {
     twinline(&["run", "--data", d, "--until-caught-up"]);
     let cut = tmp.path().join("cut");
     // The simulator starts at 2026-01-01T00:00:00Z; stop the replay an hour in.
-    twinline(&["replay", "--data", d, "--out", cut.to_str().unwrap(), "--until", "2026-01-01T01:00:00Z"]);
+    twinline(&[
+        "replay",
+        "--data",
+        d,
+        "--out",
+        cut.to_str().unwrap(),
+        "--until",
+        "2026-01-01T01:00:00Z",
+    ]);
     let mut some_shorter = false;
     for t in DERIVED {
         let full = dump_topic(&data, t);
@@ -47,8 +88,15 @@ fn replay_until_is_a_prefix_of_the_full_derivation() {
         for p in 0..8u32 {
             let f: Vec<_> = full.iter().filter(|(q, _)| *q == p).collect();
             let c: Vec<_> = part.iter().filter(|(q, _)| *q == p).collect();
-            assert!(c.len() <= f.len(), "{t}/{p}: replay --until derived more than the full run");
-            assert_eq!(&f[..c.len()], &c[..], "{t}/{p}: replay --until is not a prefix");
+            assert!(
+                c.len() <= f.len(),
+                "{t}/{p}: replay --until derived more than the full run"
+            );
+            assert_eq!(
+                &f[..c.len()],
+                &c[..],
+                "{t}/{p}: replay --until is not a prefix"
+            );
             some_shorter |= c.len() < f.len();
         }
     }
@@ -57,5 +105,8 @@ fn replay_until_is_a_prefix_of_the_full_derivation() {
     let inputs = dump_topic(&cut, "sensor-readings");
     let cut_ms = 1_767_229_200_000i64; // 2026-01-01T01:00:00Z
     assert!(!inputs.is_empty());
-    assert!(inputs.iter().all(|(_, r)| r.timestamp <= cut_ms), "an input after --until was copied");
+    assert!(
+        inputs.iter().all(|(_, r)| r.timestamp <= cut_ms),
+        "an input after --until was copied"
+    );
 }

@@ -21,13 +21,17 @@ pub struct AuditArgs {
 
 /// `<derived topic>:<source topic>/<partition>/<offset>/<n>` -> parts.
 pub fn parse_event_id(id: &str) -> Result<(Topic, Topic, u32, u64)> {
-    let (derived, rest) = id.split_once(':').ok_or_else(|| anyhow!("event id `{id}` has no `:`"))?;
-    let derived = Topic::from_name(derived).ok_or_else(|| anyhow!("unknown topic `{derived}` in `{id}`"))?;
+    let (derived, rest) = id
+        .split_once(':')
+        .ok_or_else(|| anyhow!("event id `{id}` has no `:`"))?;
+    let derived =
+        Topic::from_name(derived).ok_or_else(|| anyhow!("unknown topic `{derived}` in `{id}`"))?;
     let parts: Vec<&str> = rest.split('/').collect();
     if parts.len() != 4 {
         bail!("event id `{id}` must look like <topic>:<source topic>/<partition>/<offset>/<n>");
     }
-    let src = Topic::from_name(parts[0]).ok_or_else(|| anyhow!("unknown source topic `{}`", parts[0]))?;
+    let src =
+        Topic::from_name(parts[0]).ok_or_else(|| anyhow!("unknown source topic `{}`", parts[0]))?;
     let partition = parts[1].parse().context("partition")?;
     let offset = parts[2].parse().context("offset")?;
     Ok((derived, src, partition, offset))
@@ -37,7 +41,10 @@ pub fn run(cfg: Config, args: AuditArgs) -> Result<()> {
     let store = Store::open_read_only(&args.data.clone().unwrap_or_else(|| cfg.data.dir.clone()))?;
     let chain = audit_chain(&store, &args.event_id)?;
     for (i, step) in chain.iter().enumerate() {
-        println!("{}", serde_json::to_string_pretty(&json!({"step": i, "record": step}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"step": i, "record": step}))?
+        );
     }
     Ok(())
 }
@@ -50,10 +57,19 @@ pub fn audit_chain(store: &Store, event_id: &str) -> Result<Vec<serde_json::Valu
     let mut chain = vec![describe(derived, partition, offset, &payload)];
     let mut current = payload;
     for _ in 0..64 {
-        let Some(src) = current.source().cloned() else { break };
-        let t = Topic::from_name(&src.topic).ok_or_else(|| anyhow!("unknown source topic {}", src.topic))?;
-        let p = read_one(store, t, src.partition as u32, src.offset as u64)?
-            .ok_or_else(|| anyhow!("source {}/{}/{} is gone (retention?)", src.topic, src.partition, src.offset))?;
+        let Some(src) = current.source().cloned() else {
+            break;
+        };
+        let t = Topic::from_name(&src.topic)
+            .ok_or_else(|| anyhow!("unknown source topic {}", src.topic))?;
+        let p = read_one(store, t, src.partition as u32, src.offset as u64)?.ok_or_else(|| {
+            anyhow!(
+                "source {}/{}/{} is gone (retention?)",
+                src.topic,
+                src.partition,
+                src.offset
+            )
+        })?;
         chain.push(describe(t, src.partition as u32, src.offset as u64, &p));
         current = p;
     }

@@ -5,11 +5,11 @@
 //! - replay: re-deriving the same log into a fresh directory, events/s;
 //! - freshness: events appended at a fixed rate; wall time from append until the sensor view
 //!   holds them, p50/p99.
-//! API load and WebSocket fan-out are measured by `pipeline/benches/api_load.sh` (wrk) and
-//! `twinline bench --ws`, since they need a running server.
+//!
+//! API load at 200 connections and WebSocket fan-out need a running server and are not measured
+//! by this command yet.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -45,19 +45,36 @@ pub fn run(mut cfg: Config, args: BenchArgs) -> Result<()> {
     let mut sim_cfg = cfg.simulator.clone();
     sim_cfg.machines = args.machines;
     // readings per event-second ~= machines * 4 sensors / interval
-    let per_sec = (args.machines as f64 * 4.0 * 1000.0 / sim_cfg.sensor_interval_ms.max(1) as f64).max(1.0);
+    let per_sec =
+        (args.machines as f64 * 4.0 * 1000.0 / sim_cfg.sensor_interval_ms.max(1) as f64).max(1.0);
     sim_cfg.duration_ms = ((args.events as f64 / per_sec) * 1000.0) as u64;
     let mut sim = twinline_sim::Simulator::new(sim_cfg).context("simulator config")?;
     let mut events: Vec<Payload> = Vec::with_capacity(args.events as usize + 1024);
     while sim.next_batch(8192, &mut events) {}
-    let sensors = events.iter().filter(|e| e.topic() == Topic::SensorReadings).count();
-    eprintln!("generated {} events ({} sensor readings)", events.len(), sensors);
+    let sensors = events
+        .iter()
+        .filter(|e| e.topic() == Topic::SensorReadings)
+        .count();
+    eprintln!(
+        "generated {} events ({} sensor readings)",
+        events.len(),
+        sensors
+    );
 
     // End to end. CPU time is measured from here, so input generation is not counted.
     let cpu_before = process_cpu_seconds();
     let live = tmp.join("live");
     let started = Instant::now();
-    let pipeline = EmbeddedPipeline::start(&cfg, &live, StartOptions { simulate: None, until_caught_up: false, factory: None, views: true })?;
+    let pipeline = EmbeddedPipeline::start(
+        &cfg,
+        &live,
+        StartOptions {
+            simulate: None,
+            until_caught_up: false,
+            factory: None,
+            views: true,
+        },
+    )?;
     {
         let mut ing = pipeline.ingestor.lock();
         for chunk in events.chunks(4096) {
@@ -66,10 +83,16 @@ pub fn run(mut cfg: Config, args: BenchArgs) -> Result<()> {
     }
     let appended = started.elapsed();
     let total = events.len() as u64;
-    wait_until(|| pipeline.metrics_in_total() >= total, Duration::from_secs(600));
+    wait_until(
+        || pipeline.metrics_in_total() >= total,
+        Duration::from_secs(600),
+    );
     let processed = started.elapsed();
     let viewable = events.iter().filter(|e| e.topic() != Topic::Images).count() as u64;
-    wait_until(|| pipeline.view_applied_inputs() >= viewable, Duration::from_secs(600));
+    wait_until(
+        || pipeline.view_applied_inputs() >= viewable,
+        Duration::from_secs(600),
+    );
     let viewed = started.elapsed();
     let cpu = process_cpu_seconds() - cpu_before;
     pipeline.shutdown()?;
@@ -86,14 +109,37 @@ pub fn run(mut cfg: Config, args: BenchArgs) -> Result<()> {
 
     println!("| figure | value |");
     println!("|---|---|");
-    println!("| input events | {total} ({sensors} sensor readings, {} machines) |", args.machines);
-    println!("| append only (encode + log append) | {:.0} events/s |", total as f64 / appended.as_secs_f64());
-    println!("| end to end, processed (append, decode, twin, derived append) | {:.0} events/s |", total as f64 / processed.as_secs_f64());
+    println!(
+        "| input events | {total} ({sensors} sensor readings, {} machines) |",
+        args.machines
+    );
+    println!(
+        "| append only (encode + log append) | {:.0} events/s |",
+        total as f64 / appended.as_secs_f64()
+    );
+    println!(
+        "| end to end, processed (append, decode, twin, derived append) | {:.0} events/s |",
+        total as f64 / processed.as_secs_f64()
+    );
     println!("| end to end incl. view update | {e2e:.0} events/s |");
-    println!("| per core (process CPU time {:.2}s) | {:.0} events/s per CPU-second |", cpu, total as f64 / cpu.max(1e-9));
-    println!("| replay (copy + re-derive) | {replay_rate:.0} events/s ({:.2}s copy, {:.2}s derive) |", stats.copy.as_secs_f64(), stats.derive.as_secs_f64());
-    println!("| replay derive only | {:.0} events/s |", stats.input_records as f64 / stats.derive.as_secs_f64());
-    println!("| event-to-view freshness at {} events/s ({n} batches) | p50 {:.2} ms, p99 {:.2} ms |", args.fresh_rate, p50, p99);
+    println!(
+        "| per core (process CPU time {:.2}s) | {:.0} events/s per CPU-second |",
+        cpu,
+        total as f64 / cpu.max(1e-9)
+    );
+    println!(
+        "| replay (copy + re-derive) | {replay_rate:.0} events/s ({:.2}s copy, {:.2}s derive) |",
+        stats.copy.as_secs_f64(),
+        stats.derive.as_secs_f64()
+    );
+    println!(
+        "| replay derive only | {:.0} events/s |",
+        stats.input_records as f64 / stats.derive.as_secs_f64()
+    );
+    println!(
+        "| event-to-view freshness at {} events/s ({n} batches) | p50 {:.2} ms, p99 {:.2} ms |",
+        args.fresh_rate, p50, p99
+    );
     if args.dir.is_none() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
@@ -101,7 +147,9 @@ pub fn run(mut cfg: Config, args: BenchArgs) -> Result<()> {
 }
 
 fn tempfile_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
-    let d = dir.unwrap_or_else(|| std::env::temp_dir().join(format!("twinline-bench-{}", std::process::id())));
+    let d = dir.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("twinline-bench-{}", std::process::id()))
+    });
     if d.exists() {
         std::fs::remove_dir_all(&d)?;
     }
@@ -127,13 +175,32 @@ fn process_cpu_seconds() -> f64 {
 
 /// Offer sensor readings at `rate`/s in 10 ms batches; for each batch measure the wall time until
 /// the views have applied it.
-fn freshness(cfg: &Config, dir: &std::path::Path, events: &[Payload], rate: u64, secs: u64) -> Result<(f64, f64, usize)> {
-    let pipeline = EmbeddedPipeline::start(cfg, dir, StartOptions { simulate: None, until_caught_up: false, factory: None, views: true })?;
+fn freshness(
+    cfg: &Config,
+    dir: &std::path::Path,
+    events: &[Payload],
+    rate: u64,
+    secs: u64,
+) -> Result<(f64, f64, usize)> {
+    let pipeline = EmbeddedPipeline::start(
+        cfg,
+        dir,
+        StartOptions {
+            simulate: None,
+            until_caught_up: false,
+            factory: None,
+            views: true,
+        },
+    )?;
     let per_batch = (rate / 100).max(1) as usize;
     let mut lat = Vec::new();
     let mut sent = 0u64; // records the views will hold (images have no view)
     let start = Instant::now();
-    for (i, chunk) in events.chunks(per_batch).take((secs * 100) as usize).enumerate() {
+    for (i, chunk) in events
+        .chunks(per_batch)
+        .take((secs * 100) as usize)
+        .enumerate()
+    {
         let due = start + Duration::from_millis(10 * i as u64);
         if let Some(w) = due.checked_duration_since(Instant::now()) {
             std::thread::sleep(w);
@@ -142,12 +209,18 @@ fn freshness(cfg: &Config, dir: &std::path::Path, events: &[Payload], rate: u64,
         pipeline.ingestor.lock().ingest(chunk)?;
         sent += chunk.iter().filter(|e| e.topic() != Topic::Images).count() as u64;
         // Views apply inputs and derived events; inputs alone reach `sent`.
-        wait_until(|| pipeline.view_applied_inputs() >= sent, Duration::from_secs(10));
+        wait_until(
+            || pipeline.view_applied_inputs() >= sent,
+            Duration::from_secs(10),
+        );
         lat.push(t0.elapsed().as_secs_f64() * 1000.0);
     }
     pipeline.shutdown()?;
     lat.sort_by(|a, b| a.total_cmp(b));
-    let q = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
-    let _ = Ordering::Relaxed;
+    let q = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
     Ok((q(0.5), q(0.99), lat.len()))
 }

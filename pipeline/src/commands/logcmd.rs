@@ -54,10 +54,19 @@ pub fn run(cfg: Config, cmd: LogCommand) -> Result<()> {
             }
             Ok(())
         }
-        LogCommand::Dump { data, topic, partition, from, limit } => {
+        LogCommand::Dump {
+            data,
+            topic,
+            partition,
+            from,
+            limit,
+        } => {
             let store = Store::open_read_only(&data.unwrap_or_else(|| cfg.data.dir.clone()))?;
             let Some(t) = Topic::from_name(&topic) else {
-                bail!("unknown topic `{topic}`; topics: {}", Topic::ALL.map(|t| t.name()).join(", "))
+                bail!(
+                    "unknown topic `{topic}`; topics: {}",
+                    Topic::ALL.map(|t| t.name()).join(", ")
+                )
             };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
@@ -82,7 +91,8 @@ pub fn run(cfg: Config, cmd: LogCommand) -> Result<()> {
                             Err(e) => json!({"undecodable": e.to_string(), "len": r.value.len()}),
                         };
                         let headers: serde_json::Map<String, serde_json::Value> = r
-                            .headers.iter()
+                            .headers
+                            .iter()
                             .map(|(k, v)| (k.to_string(), json!(String::from_utf8_lossy(v))))
                             .collect();
                         let line = json!({

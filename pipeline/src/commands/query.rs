@@ -33,9 +33,16 @@ pub struct QueryArgs {
 pub fn run(cfg: Config, args: QueryArgs) -> Result<()> {
     let dir = args.data.clone().unwrap_or_else(|| cfg.data.dir.clone());
     let store = Store::open_read_only(&dir)?;
-    let views = Arc::new(twinline_queries::views::Views::new(super::view_config(&cfg)));
-    ViewFeeder::new(store.log_dyn(), store.codec.clone(), views.clone())?.catch_up().context("reading the log")?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let views = Arc::new(twinline_queries::views::Views::new(super::view_config(
+        &cfg,
+    )));
+    ViewFeeder::new(store.log_dyn(), store.codec.clone(), views.clone())?
+        .catch_up()
+        .context("reading the log")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let result = rt.block_on(async {
         let engine = twinline_queries::sql::QueryEngine::new(views, super::query_config(&cfg))?;
         engine.query(&args.sql, args.max_rows).await
@@ -49,7 +56,11 @@ pub fn run(cfg: Config, args: QueryArgs) -> Result<()> {
             }
             w.finish()?;
             let bytes = w.into_inner();
-            if bytes.is_empty() { "[]".to_string() } else { String::from_utf8(bytes)? }
+            if bytes.is_empty() {
+                "[]".to_string()
+            } else {
+                String::from_utf8(bytes)?
+            }
         }
         Format::Csv => {
             let mut w = arrow::csv::Writer::new(Vec::new());

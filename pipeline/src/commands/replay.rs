@@ -35,7 +35,11 @@ pub struct ReplayStats {
 }
 
 pub fn run(cfg: Config, args: ReplayArgs) -> Result<()> {
-    let until = args.until.as_deref().map(super::parse_time_ms).transpose()?;
+    let until = args
+        .until
+        .as_deref()
+        .map(super::parse_time_ms)
+        .transpose()?;
     let stats = replay(&cfg, &args.data, &args.out, until, true)?;
     let total = stats.copy + stats.derive;
     eprintln!(
@@ -50,16 +54,26 @@ pub fn run(cfg: Config, args: ReplayArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn replay(cfg: &Config, src_dir: &Path, out: &Path, until_ms: Option<i64>, progress: bool) -> Result<ReplayStats> {
+pub fn replay(
+    cfg: &Config,
+    src_dir: &Path,
+    out: &Path,
+    until_ms: Option<i64>,
+    progress: bool,
+) -> Result<ReplayStats> {
     if out.exists() && std::fs::read_dir(out)?.next().is_some() {
-        bail!("{} is not empty; replay needs a fresh directory", out.display());
+        bail!(
+            "{} is not empty; replay needs a fresh directory",
+            out.display()
+        );
     }
     let src = Store::open_read_only(src_dir)?;
     // Same schema ids as the source, so the wire-format bytes are identical.
     std::fs::create_dir_all(out.join("registry"))?;
     let reg = src_dir.join("registry").join("registry.json");
     if reg.exists() {
-        std::fs::copy(&reg, out.join("registry").join("registry.json")).context("copying the schema registry")?;
+        std::fs::copy(&reg, out.join("registry").join("registry.json"))
+            .context("copying the schema registry")?;
     }
     let mut cfg = cfg.clone();
     cfg.log.partitions = src.partitions;
@@ -80,9 +94,22 @@ pub fn replay(cfg: &Config, src_dir: &Path, out: &Path, until_ms: Option<i64>, p
     }
     let copy = copy_started.elapsed();
     let derive_started = Instant::now();
-    let pipeline = EmbeddedPipeline::start(&cfg, out, StartOptions { simulate: None, until_caught_up: true, factory: None, views: false })?;
+    let pipeline = EmbeddedPipeline::start(
+        &cfg,
+        out,
+        StartOptions {
+            simulate: None,
+            until_caught_up: true,
+            factory: None,
+            views: false,
+        },
+    )?;
     pipeline.wait()?;
-    Ok(ReplayStats { input_records, copy, derive: derive_started.elapsed() })
+    Ok(ReplayStats {
+        input_records,
+        copy,
+        derive: derive_started.elapsed(),
+    })
 }
 
 /// The smallest origin of any input record with timestamp >= `t` (records are cut from there).
@@ -93,7 +120,9 @@ fn cut_origin(log: &dyn EventLog, t: i64) -> Result<u64> {
         for p in 0..log.partitions(topic.name())? {
             // The time index gives the first offset whose running-max timestamp reaches t; scan
             // from a little before it is unnecessary since timestamps before it are all < t.
-            let Some(mut off) = log.offset_for_timestamp(topic.name(), p, t)? else { continue };
+            let Some(mut off) = log.offset_for_timestamp(topic.name(), p, t)? else {
+                continue;
+            };
             let end = log.end_offset(topic.name(), p)?;
             'scan: while off < end {
                 log.read(topic.name(), p, off, 1 << 20, &mut batch)?;
@@ -133,7 +162,8 @@ fn copy_inputs(src: &dyn EventLog, dst: &dyn EventLog, cut: u64, progress: bool)
                 if batch.is_empty() {
                     break;
                 }
-                let headers: Vec<Vec<(&str, &[u8])>> = batch.iter().map(|r| r.headers.iter().collect()).collect();
+                let headers: Vec<Vec<(&str, &[u8])>> =
+                    batch.iter().map(|r| r.headers.iter().collect()).collect();
                 let mut recs = Vec::with_capacity(batch.len());
                 let mut stop = false;
                 for (r, h) in batch.iter().zip(&headers) {
@@ -142,7 +172,13 @@ fn copy_inputs(src: &dyn EventLog, dst: &dyn EventLog, cut: u64, progress: bool)
                         stop = true;
                         break;
                     }
-                    recs.push(NewRecord { key: r.key, value: r.value, timestamp: r.timestamp, origin: Some(r.origin), headers: h });
+                    recs.push(NewRecord {
+                        key: r.key,
+                        value: r.value,
+                        timestamp: r.timestamp,
+                        origin: Some(r.origin),
+                        headers: h,
+                    });
                 }
                 if !recs.is_empty() {
                     // Offsets must match the source so provenance (topic, partition, offset) does.

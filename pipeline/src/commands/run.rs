@@ -46,7 +46,12 @@ pub struct RunArgs {
     pub web_dir: Option<PathBuf>,
 }
 
-pub fn sim_options(cfg: &Config, machines: Option<usize>, seed: Option<u64>, duration: Option<&str>) -> Result<twinline_sim::SimConfig> {
+pub fn sim_options(
+    cfg: &Config,
+    machines: Option<usize>,
+    seed: Option<u64>,
+    duration: Option<&str>,
+) -> Result<twinline_sim::SimConfig> {
     let mut s = cfg.simulator.clone();
     if let Some(m) = machines {
         s.machines = m;
@@ -67,7 +72,11 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<()> {
         if args.duration.is_none() && !args.until_caught_up {
             config.duration_ms = 0; // a live plant: runs until stopped
         }
-        Some(SimOptions { config, realtime: !args.fast && !args.until_caught_up, speed: args.speed })
+        Some(SimOptions {
+            config,
+            realtime: !args.fast && !args.until_caught_up,
+            speed: args.speed,
+        })
     } else {
         None
     };
@@ -75,7 +84,12 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<()> {
     let pipeline = EmbeddedPipeline::start(
         &cfg,
         &dir,
-        StartOptions { simulate, until_caught_up: args.until_caught_up, factory: None, views: serve_api },
+        StartOptions {
+            simulate,
+            until_caught_up: args.until_caught_up,
+            factory: None,
+            views: serve_api,
+        },
     )?;
     if !serve_api {
         pipeline.wait()?;
@@ -85,8 +99,12 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<()> {
     let listen = args.listen.unwrap_or(cfg.api.listen);
     let mut api_cfg = super::api_config(&cfg);
     api_cfg.web_dir = args.web_dir.clone().or_else(default_web_dir);
-    let state = twinline_queries::api::ApiState::new(pipeline.views.clone(), pipeline.backend(), api_cfg)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let state =
+        twinline_queries::api::ApiState::new(pipeline.views.clone(), pipeline.backend(), api_cfg)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let control = pipeline.control.clone();
     let until = args.until_caught_up;
     rt.block_on(async move {
@@ -119,5 +137,7 @@ fn default_web_dir() -> Option<PathBuf> {
         PathBuf::from("queries/web/dist"),
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../queries/web/dist"),
     ];
-    candidates.into_iter().find(|p| p.join("index.html").exists())
+    candidates
+        .into_iter()
+        .find(|p| p.join("index.html").exists())
 }

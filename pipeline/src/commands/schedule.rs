@@ -33,7 +33,12 @@ pub fn run(_cfg: Config, args: ScheduleArgs) -> Result<()> {
     if args.method != "solver" {
         bail!("--method {} is not available; methods: solver", args.method);
     }
-    let v = twinline_solver::schedule_cli_json(&args.instance.to_string_lossy(), args.time_limit, args.threads, args.seed)?;
+    let v = twinline_solver::schedule_cli_json(
+        &args.instance.to_string_lossy(),
+        args.time_limit,
+        args.threads,
+        args.seed,
+    )?;
     println!("{}", serde_json::to_string(&v)?);
     Ok(())
 }

@@ -50,11 +50,20 @@ pub struct SimStats {
 }
 
 /// Drive the simulator to completion, appending to the store's log.
-pub fn simulate_into(store: &Store, sim_cfg: twinline_sim::SimConfig, realtime: bool, progress: bool) -> Result<SimStats> {
+pub fn simulate_into(
+    store: &Store,
+    sim_cfg: twinline_sim::SimConfig,
+    realtime: bool,
+    progress: bool,
+) -> Result<SimStats> {
     let start_ms = sim_cfg.start_time_ms;
     let span = sim_cfg.duration_ms.max(1);
     let mut sim = twinline_sim::Simulator::new(sim_cfg).context("simulator config")?;
-    let mut ingestor = Ingestor::new(store.log_dyn(), store.codec.clone(), Arc::new(Metrics::new()));
+    let mut ingestor = Ingestor::new(
+        store.log_dyn(),
+        store.codec.clone(),
+        Arc::new(Metrics::new()),
+    );
     let pb = progress.then(|| super::progress_bar(span / 1000, "simulated seconds"));
     let wall = Instant::now();
     let mut buf: Vec<Payload> = Vec::with_capacity(8192);
@@ -74,7 +83,9 @@ pub fn simulate_into(store: &Store, sim_cfg: twinline_sim::SimConfig, realtime: 
                 pb.set_position(t as u64 / 1000);
             }
         }
-        ingestor.ingest(&buf).context("appending simulated events")?;
+        ingestor
+            .ingest(&buf)
+            .context("appending simulated events")?;
         events += buf.len() as u64;
         if !more {
             break;
@@ -83,5 +94,8 @@ pub fn simulate_into(store: &Store, sim_cfg: twinline_sim::SimConfig, realtime: 
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
-    Ok(SimStats { events, wall: wall.elapsed() })
+    Ok(SimStats {
+        events,
+        wall: wall.elapsed(),
+    })
 }

@@ -43,19 +43,26 @@ pub struct Checkpoint {
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error("checkpoint i/o at {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("checkpoint {path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
-    move |source| CheckpointError::Io { path: path.to_path_buf(), source }
+    move |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 impl Checkpoint {
     pub fn encode(&self) -> Vec<u8> {
         let header = serde_json::to_vec(&self.header).expect("checkpoint header serializes");
-        let mut out = Vec::with_capacity(header.len() + 64 + self.states.iter().map(Vec::len).sum::<usize>());
+        let mut out =
+            Vec::with_capacity(header.len() + 64 + self.states.iter().map(Vec::len).sum::<usize>());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&(header.len() as u32).to_le_bytes());
         out.extend_from_slice(&header);
@@ -69,7 +76,10 @@ impl Checkpoint {
     }
 
     pub fn decode(bytes: &[u8], path: &Path) -> Result<Checkpoint, CheckpointError> {
-        let corrupt = |reason: &str| CheckpointError::Corrupt { path: path.to_path_buf(), reason: reason.into() };
+        let corrupt = |reason: &str| CheckpointError::Corrupt {
+            path: path.to_path_buf(),
+            reason: reason.into(),
+        };
         if bytes.len() < 12 || &bytes[..4] != MAGIC {
             return Err(corrupt("bad magic or too short"));
         }
@@ -78,16 +88,33 @@ impl Checkpoint {
         if crc32c::crc32c(body) != crc {
             return Err(corrupt("crc mismatch"));
         }
-        let hlen = u32::from_le_bytes(body[4..8].try_into().map_err(|_| corrupt("header length"))?) as usize;
-        let hend = 8usize.checked_add(hlen).filter(|&e| e <= body.len()).ok_or_else(|| corrupt("header length"))?;
+        let hlen = u32::from_le_bytes(
+            body[4..8]
+                .try_into()
+                .map_err(|_| corrupt("header length"))?,
+        ) as usize;
+        let hend = 8usize
+            .checked_add(hlen)
+            .filter(|&e| e <= body.len())
+            .ok_or_else(|| corrupt("header length"))?;
         let header: CheckpointHeader =
             serde_json::from_slice(&body[8..hend]).map_err(|e| corrupt(&format!("header: {e}")))?;
         let mut states = Vec::with_capacity(header.processors.len());
         let mut pos = hend;
         for _ in 0..header.processors.len() {
-            let len_end = pos.checked_add(8).filter(|&e| e <= body.len()).ok_or_else(|| corrupt("state length"))?;
-            let len = u64::from_le_bytes(body[pos..len_end].try_into().map_err(|_| corrupt("state length"))?) as usize;
-            let end = len_end.checked_add(len).filter(|&e| e <= body.len()).ok_or_else(|| corrupt("state"))?;
+            let len_end = pos
+                .checked_add(8)
+                .filter(|&e| e <= body.len())
+                .ok_or_else(|| corrupt("state length"))?;
+            let len = u64::from_le_bytes(
+                body[pos..len_end]
+                    .try_into()
+                    .map_err(|_| corrupt("state length"))?,
+            ) as usize;
+            let end = len_end
+                .checked_add(len)
+                .filter(|&e| e <= body.len())
+                .ok_or_else(|| corrupt("state"))?;
             states.push(body[len_end..end].to_vec());
             pos = end;
         }
@@ -103,12 +130,19 @@ impl Checkpoint {
         fs::create_dir_all(dir).map_err(io(dir))?;
         let tmp = path.with_extension("ckpt.tmp");
         {
-            let mut f = OpenOptions::new().create(true).write(true).truncate(true).open(&tmp).map_err(io(&tmp))?;
+            let mut f = OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(true)
+                .open(&tmp)
+                .map_err(io(&tmp))?;
             f.write_all(&self.encode()).map_err(io(&tmp))?;
             f.sync_all().map_err(io(&tmp))?;
         }
         fs::rename(&tmp, path).map_err(io(path))?;
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
         Ok(())
     }
 
@@ -116,7 +150,10 @@ impl Checkpoint {
         match fs::read(path) {
             Ok(bytes) => Checkpoint::decode(&bytes, path).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(CheckpointError::Io { path: path.to_path_buf(), source: e }),
+            Err(e) => Err(CheckpointError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            }),
         }
     }
 }
@@ -130,8 +167,16 @@ mod tests {
             header: CheckpointHeader {
                 version: 1,
                 task: "partition-3".into(),
-                inputs: vec![TopicPartitionOffset { topic: "sensor-readings".into(), partition: 3, offset: 42 }],
-                outputs: vec![TopicPartitionOffset { topic: "twin-state".into(), partition: 3, offset: 7 }],
+                inputs: vec![TopicPartitionOffset {
+                    topic: "sensor-readings".into(),
+                    partition: 3,
+                    offset: 42,
+                }],
+                outputs: vec![TopicPartitionOffset {
+                    topic: "twin-state".into(),
+                    partition: 3,
+                    offset: 7,
+                }],
                 watermark: 1_000,
                 last_tick: 1,
                 events_processed: 43,
@@ -152,7 +197,14 @@ mod tests {
         let mut c2 = c.clone();
         c2.header.events_processed = 99;
         c2.write(&p).unwrap();
-        assert_eq!(Checkpoint::read(&p).unwrap().unwrap().header.events_processed, 99);
+        assert_eq!(
+            Checkpoint::read(&p)
+                .unwrap()
+                .unwrap()
+                .header
+                .events_processed,
+            99
+        );
     }
 
     #[test]
@@ -161,7 +213,10 @@ mod tests {
         for i in 0..bytes.len() {
             let mut b = bytes.clone();
             b[i] ^= 0x40;
-            assert!(Checkpoint::decode(&b, Path::new("x")).is_err(), "flip at {i} undetected");
+            assert!(
+                Checkpoint::decode(&b, Path::new("x")).is_err(),
+                "flip at {i} undetected"
+            );
         }
         assert!(Checkpoint::decode(&bytes[..bytes.len() - 1], Path::new("x")).is_err());
     }

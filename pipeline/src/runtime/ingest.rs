@@ -27,17 +27,26 @@ pub struct Landed {
     pub offset: u64,
 }
 
+/// Encoded records of one partition: the bytes, and per record (key start, value start, value
+/// end, timestamp).
+type Scratch = (Vec<u8>, Vec<(usize, usize, usize, i64)>);
+
 pub struct Ingestor {
     log: Arc<dyn EventLog>,
     codec: Arc<Codec>,
     metrics: Arc<Metrics>,
-    /// Reused buffers: (topic, partition) -> (bytes, record ranges).
-    scratch: BTreeMap<(Topic, u32), (Vec<u8>, Vec<(usize, usize, usize, i64)>)>,
+    /// Reused buffers per (topic, partition).
+    scratch: BTreeMap<(Topic, u32), Scratch>,
 }
 
 impl Ingestor {
     pub fn new(log: Arc<dyn EventLog>, codec: Arc<Codec>, metrics: Arc<Metrics>) -> Self {
-        Ingestor { log, codec, metrics, scratch: BTreeMap::new() }
+        Ingestor {
+            log,
+            codec,
+            metrics,
+            scratch: BTreeMap::new(),
+        }
     }
 
     /// Append a batch of input events. Order is kept within each partition. Returns where the
@@ -58,7 +67,9 @@ impl Ingestor {
             let k0 = data.len();
             data.extend_from_slice(key.as_bytes());
             let v0 = data.len();
-            self.codec.encode(e, data).map_err(|err| IngestError::Encode(err.to_string()))?;
+            self.codec
+                .encode(e, data)
+                .map_err(|err| IngestError::Encode(err.to_string()))?;
             recs.push((k0, v0, data.len(), e.event_time()));
         }
         let mut landed = Vec::new();
@@ -78,7 +89,11 @@ impl Ingestor {
                 .collect();
             let r = self.log.append(topic.name(), *partition, &batch)?;
             self.metrics.record_ingested(*topic, batch.len() as u64);
-            landed.push(Landed { topic: *topic, partition: *partition, offset: r.base_offset });
+            landed.push(Landed {
+                topic: *topic,
+                partition: *partition,
+                offset: r.base_offset,
+            });
         }
         Ok(landed)
     }

@@ -67,23 +67,58 @@ impl Metrics {
         let counter = |s: &mut String, name: &str, help: &str, arr: &[AtomicU64; N]| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter");
             for t in Topic::ALL {
-                let _ = writeln!(s, "{name}{{topic=\"{}\"}} {}", t.name(), arr[idx(t)].load(Ordering::Relaxed));
+                let _ = writeln!(
+                    s,
+                    "{name}{{topic=\"{}\"}} {}",
+                    t.name(),
+                    arr[idx(t)].load(Ordering::Relaxed)
+                );
             }
         };
-        counter(&mut s, "twinline_events_in_total", "Records consumed by processing tasks, per topic.", &self.events_in);
-        counter(&mut s, "twinline_events_out_total", "Derived records appended, per topic.", &self.events_out);
-        counter(&mut s, "twinline_errors_total", "Records dead-lettered, per source topic.", &self.dead_letters);
-        counter(&mut s, "twinline_ingested_total", "Records appended by producers (simulator, API), per topic.", &self.ingested);
+        counter(
+            &mut s,
+            "twinline_events_in_total",
+            "Records consumed by processing tasks, per topic.",
+            &self.events_in,
+        );
+        counter(
+            &mut s,
+            "twinline_events_out_total",
+            "Derived records appended, per topic.",
+            &self.events_out,
+        );
+        counter(
+            &mut s,
+            "twinline_errors_total",
+            "Records dead-lettered, per source topic.",
+            &self.dead_letters,
+        );
+        counter(
+            &mut s,
+            "twinline_ingested_total",
+            "Records appended by producers (simulator, API), per topic.",
+            &self.ingested,
+        );
         let _ = writeln!(s, "# HELP twinline_task_restarts_total Task restarts from checkpoint after an internal error.\n# TYPE twinline_task_restarts_total counter\ntwinline_task_restarts_total {}", self.task_restarts.load(Ordering::Relaxed));
         let _ = writeln!(s, "# HELP twinline_checkpoints_total Checkpoints written.\n# TYPE twinline_checkpoints_total counter\ntwinline_checkpoints_total {}", self.checkpoints.load(Ordering::Relaxed));
         let _ = writeln!(s, "# HELP twinline_consumer_lag Records not yet processed, per input partition.\n# TYPE twinline_consumer_lag gauge");
         for (t, p, pos, end) in self.lag.lock().iter() {
-            let _ = writeln!(s, "twinline_consumer_lag{{topic=\"{}\",partition=\"{}\"}} {}", t.name(), p, end.saturating_sub(*pos));
+            let _ = writeln!(
+                s,
+                "twinline_consumer_lag{{topic=\"{}\",partition=\"{}\"}} {}",
+                t.name(),
+                p,
+                end.saturating_sub(*pos)
+            );
         }
         if let Some(h) = self.latency.lock().as_ref() {
             let _ = writeln!(s, "# HELP twinline_processing_round_seconds Wall time per processing round.\n# TYPE twinline_processing_round_seconds summary");
             for q in [0.5, 0.9, 0.99] {
-                let _ = writeln!(s, "twinline_processing_round_seconds{{quantile=\"{q}\"}} {:.6}", h.value_at_quantile(q) as f64 / 1e6);
+                let _ = writeln!(
+                    s,
+                    "twinline_processing_round_seconds{{quantile=\"{q}\"}} {:.6}",
+                    h.value_at_quantile(q) as f64 / 1e6
+                );
             }
             let _ = writeln!(s, "twinline_processing_round_seconds_count {}", h.len());
         }

@@ -48,9 +48,13 @@ pub fn default_processors(cfg: &Config) -> ProcessorFactory {
     let twin = cfg.twin.clone();
     let predictive = cfg.predictive.clone();
     let models_dir = cfg.models.dir.join("predictive");
-    let lib = (!cfg.models.ort_library.is_empty()).then(|| std::path::PathBuf::from(&cfg.models.ort_library));
+    let lib = (!cfg.models.ort_library.is_empty())
+        .then(|| std::path::PathBuf::from(&cfg.models.ort_library));
     // Probe once so a missing model is reported once, not per task.
-    let predictive_ok = match twinline_models::predictive::OnnxFailureModel::load_with_library(&models_dir, lib.as_deref()) {
+    let predictive_ok = match twinline_models::predictive::OnnxFailureModel::load_with_library(
+        &models_dir,
+        lib.as_deref(),
+    ) {
         Ok(_) => true,
         Err(e) => {
             warn!(error = %e, dir = %models_dir.display(), "predictive maintenance disabled: its models cannot be loaded");
@@ -59,15 +63,22 @@ pub fn default_processors(cfg: &Config) -> ProcessorFactory {
     };
     Arc::new(move |_p| {
         // The config was validated when it was loaded, so construction cannot fail here.
-        let twin = twinline_processors::twin::TwinProcessor::new(twin.clone()).expect("twin config validated at load");
+        let twin = twinline_processors::twin::TwinProcessor::new(twin.clone())
+            .expect("twin config validated at load");
         let mut v = vec![Box::new(twin) as Box<dyn Processor>];
         if predictive_ok {
-            let built = twinline_models::predictive::OnnxFailureModel::load_with_library(&models_dir, lib.as_deref())
+            let built = twinline_models::predictive::OnnxFailureModel::load_with_library(
+                &models_dir,
+                lib.as_deref(),
+            )
+            .map_err(|e| e.to_string())
+            .and_then(|m| {
+                twinline_processors::predictive::PredictiveProcessor::new(
+                    predictive.clone(),
+                    Box::new(m),
+                )
                 .map_err(|e| e.to_string())
-                .and_then(|m| {
-                    twinline_processors::predictive::PredictiveProcessor::new(predictive.clone(), Box::new(m))
-                        .map_err(|e| e.to_string())
-                });
+            });
             match built {
                 Ok(p) => v.push(Box::new(p) as Box<dyn Processor>),
                 Err(e) => error!(error = %e, "predictive processor could not be built"),
@@ -80,17 +91,32 @@ pub fn default_processors(cfg: &Config) -> ProcessorFactory {
 /// Per-machine inputs of partition task `p`, in a fixed order. job-events are merged only to be
 /// validated (dead-lettered) here; the plant-wide scheduler reads them itself.
 pub fn partition_inputs(p: u32) -> Vec<InputSpec> {
-    [Topic::SensorReadings, Topic::Images, Topic::MachineEvents, Topic::JobEvents]
-        .into_iter()
-        .map(|topic| InputSpec { topic, partition: p, owns_dead_letters: true })
-        .collect()
+    [
+        Topic::SensorReadings,
+        Topic::Images,
+        Topic::MachineEvents,
+        Topic::JobEvents,
+    ]
+    .into_iter()
+    .map(|topic| InputSpec {
+        topic,
+        partition: p,
+        owns_dead_letters: true,
+    })
+    .collect()
 }
 
 pub fn partition_outputs(p: u32) -> Vec<(Topic, u32)> {
-    [Topic::Defects, Topic::TwinState, Topic::FailurePredictions, Topic::MaintenanceRequests, Topic::DeadLetters]
-        .into_iter()
-        .map(|t| (t, p))
-        .collect()
+    [
+        Topic::Defects,
+        Topic::TwinState,
+        Topic::FailurePredictions,
+        Topic::MaintenanceRequests,
+        Topic::DeadLetters,
+    ]
+    .into_iter()
+    .map(|t| (t, p))
+    .collect()
 }
 
 pub struct TaskRunnerArgs {
@@ -106,7 +132,10 @@ pub struct TaskRunnerArgs {
 
 /// Spawn one thread per partition task. Each returns when shut down or, with `until_caught_up`,
 /// when producers are done and it has processed everything; both end with a final checkpoint.
-pub fn spawn_tasks(args: TaskRunnerArgs, until_caught_up: bool) -> Vec<JoinHandle<anyhow::Result<()>>> {
+pub fn spawn_tasks(
+    args: TaskRunnerArgs,
+    until_caught_up: bool,
+) -> Vec<JoinHandle<anyhow::Result<()>>> {
     let args = Arc::new(args);
     (0..args.partitions)
         .map(|p| {
@@ -162,7 +191,8 @@ fn drive_task(a: &TaskRunnerArgs, p: u32, until_caught_up: bool) -> Result<(), t
         let started = Instant::now();
         let r = task.run_round()?;
         if r.processed > 0 {
-            a.metrics.record_round_latency_us(started.elapsed().as_micros() as u64);
+            a.metrics
+                .record_round_latency_us(started.elapsed().as_micros() as u64);
             let mut pos = a.control.positions.lock();
             for (t, part, off) in task.input_positions() {
                 pos.insert((t, part), off);
@@ -170,7 +200,12 @@ fn drive_task(a: &TaskRunnerArgs, p: u32, until_caught_up: bool) -> Result<(), t
         }
         let shutdown = a.control.shutdown.load(Ordering::Relaxed);
         let requested = a.control.checkpoint_request.load(Ordering::Relaxed);
-        let served = a.control.checkpoint_served.get(p as usize).map(|s| s.load(Ordering::Relaxed)).unwrap_or(0);
+        let served = a
+            .control
+            .checkpoint_served
+            .get(p as usize)
+            .map(|s| s.load(Ordering::Relaxed))
+            .unwrap_or(0);
         if shutdown || last_ckpt.elapsed() >= ckpt_every || requested > served {
             task.checkpoint()?;
             a.metrics.checkpoints.fetch_add(1, Ordering::Relaxed);
@@ -194,7 +229,8 @@ fn drive_task(a: &TaskRunnerArgs, p: u32, until_caught_up: bool) -> Result<(), t
                 info!("caught up; final checkpoint written");
                 return Ok(());
             }
-            if r.caught_up && a.control.producers_done.load(Ordering::Acquire) && !counted_caught_up {
+            if r.caught_up && a.control.producers_done.load(Ordering::Acquire) && !counted_caught_up
+            {
                 counted_caught_up = true;
                 a.control.tasks_caught_up.fetch_add(1, Ordering::AcqRel);
             }
@@ -210,7 +246,11 @@ fn drive_task(a: &TaskRunnerArgs, p: u32, until_caught_up: bool) -> Result<(), t
 pub fn request_checkpoint(control: &Control, timeout: Duration) -> Result<(), String> {
     let generation = control.checkpoint_request.fetch_add(1, Ordering::AcqRel) + 1;
     let deadline = Instant::now() + timeout;
-    while control.checkpoint_served.iter().any(|s| s.load(Ordering::Acquire) < generation) {
+    while control
+        .checkpoint_served
+        .iter()
+        .any(|s| s.load(Ordering::Acquire) < generation)
+    {
         if Instant::now() > deadline {
             return Err("tasks did not checkpoint in time".into());
         }

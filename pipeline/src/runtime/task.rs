@@ -13,7 +13,7 @@ use std::sync::Arc;
 use tracing::{debug, info, warn};
 use twinline_log::{EventLog, NewRecord, ReadBatch};
 use twinline_processors::{Emitted, Emitter, Event, Position, ProcessError, Processor};
-use twinline_schemas::{Codec, DeadLetter, DeadLetterReason, DecodeError, Payload, Source, Topic};
+use twinline_schemas::{Codec, DeadLetter, DeadLetterReason, Payload, Source, Topic};
 
 use super::checkpoint::{Checkpoint, CheckpointHeader, TopicPartitionOffset};
 use super::metrics::Metrics;
@@ -25,13 +25,21 @@ pub enum TaskError {
     #[error("checkpoint: {0}")]
     Checkpoint(#[from] super::checkpoint::CheckpointError),
     #[error("processor {processor}: {message}")]
-    Processor { processor: &'static str, message: String },
+    Processor {
+        processor: &'static str,
+        message: String,
+    },
     #[error("encode: {0}")]
     Encode(String),
     #[error("checkpoint of task {task} does not match its processors: {reason}")]
     Mismatch { task: String, reason: String },
     #[error("output {topic}/{partition}: expected offset {expected}, log appended at {actual} (another writer?)")]
-    NotSoleWriter { topic: String, partition: u32, expected: u64, actual: u64 },
+    NotSoleWriter {
+        topic: String,
+        partition: u32,
+        expected: u64,
+        actual: u64,
+    },
 }
 
 /// One input partition of a task.
@@ -87,6 +95,15 @@ struct PendingRecord {
     timestamp: i64,
     origin: u64,
     headers: Vec<(String, (usize, usize))>,
+}
+
+/// Why a record is dead-lettered, with its original bytes.
+struct Rejected<'a> {
+    reason_type: DeadLetterReason,
+    reason: String,
+    processor: Option<String>,
+    key: &'a [u8],
+    payload: &'a [u8],
 }
 
 /// A derived event handed to the next stage in memory, with its log position.
@@ -167,7 +184,11 @@ impl Task {
                 .collect(),
             processors: spec.processors,
             routes,
-            outputs: spec.outputs.into_iter().map(|k| (k, PendingPartition::default())).collect(),
+            outputs: spec
+                .outputs
+                .into_iter()
+                .map(|k| (k, PendingPartition::default()))
+                .collect(),
             checkpoint_path: spec.checkpoint_path,
             watermark: i64::MIN,
             last_tick: i64::MIN,
@@ -193,31 +214,40 @@ impl Task {
 
     /// Next offset to process per input partition (for lag metrics).
     pub fn input_positions(&self) -> Vec<(Topic, u32, u64)> {
-        self.inputs.iter().map(|i| (i.spec.topic, i.spec.partition, i.next_process)).collect()
+        self.inputs
+            .iter()
+            .map(|i| (i.spec.topic, i.spec.partition, i.next_process))
+            .collect()
     }
 
     fn recover(&mut self) -> Result<(), TaskError> {
         let ckpt = Checkpoint::read(&self.checkpoint_path)?;
-        let names: Vec<String> = self.processors.iter().map(|p| p.name().to_string()).collect();
+        let names: Vec<String> = self
+            .processors
+            .iter()
+            .map(|p| p.name().to_string())
+            .collect();
         let mut output_ends: BTreeMap<(String, u32), u64> = BTreeMap::new();
         if let Some(c) = &ckpt {
             if c.header.processors != names {
                 return Err(TaskError::Mismatch {
                     task: self.name.clone(),
-                    reason: format!("checkpoint has {:?}, task runs {:?}", c.header.processors, names),
+                    reason: format!(
+                        "checkpoint has {:?}, task runs {:?}",
+                        c.header.processors, names
+                    ),
                 });
             }
             for (p, state) in self.processors.iter_mut().zip(&c.states) {
-                p.restore(state)
-                    .map_err(|e| TaskError::Processor { processor: p.name(), message: e.to_string() })?;
+                p.restore(state).map_err(|e| TaskError::Processor {
+                    processor: p.name(),
+                    message: e.to_string(),
+                })?;
             }
             for input in &mut self.inputs {
-                if let Some(o) = c
-                    .header
-                    .inputs
-                    .iter()
-                    .find(|o| o.topic == input.spec.topic.name() && o.partition == input.spec.partition)
-                {
+                if let Some(o) = c.header.inputs.iter().find(|o| {
+                    o.topic == input.spec.topic.name() && o.partition == input.spec.partition
+                }) {
                     input.next_read = o.offset;
                     input.next_process = o.offset;
                 }
@@ -230,7 +260,10 @@ impl Task {
             self.events_processed = c.header.events_processed;
         }
         for ((topic, partition), pending) in self.outputs.iter_mut() {
-            let end = output_ends.get(&(topic.name().to_string(), *partition)).copied().unwrap_or(0);
+            let end = output_ends
+                .get(&(topic.name().to_string(), *partition))
+                .copied()
+                .unwrap_or(0);
             let current = self.log.end_offset(topic.name(), *partition)?;
             if current > end {
                 info!(task = %self.name, topic = topic.name(), partition, from = current, to = end,
@@ -248,7 +281,9 @@ impl Task {
         }
         for input in &mut self.inputs {
             // Inputs may have been trimmed by retention below the checkpointed offset.
-            let start = self.log.start_offset(input.spec.topic.name(), input.spec.partition)?;
+            let start = self
+                .log
+                .start_offset(input.spec.topic.name(), input.spec.partition)?;
             if input.next_read < start {
                 warn!(task = %self.name, topic = input.spec.topic.name(), partition = input.spec.partition,
                     from = input.next_read, to = start, "input retention passed the checkpoint; skipping ahead");
@@ -283,11 +318,17 @@ impl Task {
                     input.next_read = last.offset + 1;
                     input.last_origin = input.last_origin.max(last.origin);
                 }
-                let end = self.log.end_offset(input.spec.topic.name(), input.spec.partition)?;
+                let end = self
+                    .log
+                    .end_offset(input.spec.topic.name(), input.spec.partition)?;
                 input.reached_end = input.next_read >= end;
                 // Read after the snapshot and reached the end: every record with origin <= the
                 // snapshot was visible before the read began, so it is buffered.
-                if input.reached_end { committed.max(input.last_origin) } else { input.last_origin }
+                if input.reached_end {
+                    committed.max(input.last_origin)
+                } else {
+                    input.last_origin
+                }
             };
             bound = bound.min(complete);
         }
@@ -310,8 +351,14 @@ impl Task {
             processed += 1;
         }
         self.flush_outputs()?;
-        let caught_up = self.inputs.iter().all(|i| i.reached_end && i.cursor >= i.batch.len());
-        Ok(RoundResult { processed, caught_up })
+        let caught_up = self
+            .inputs
+            .iter()
+            .all(|i| i.reached_end && i.cursor >= i.batch.len());
+        Ok(RoundResult {
+            processed,
+            caught_up,
+        })
     }
 
     fn process_input(&mut self, i: usize) -> Result<(), TaskError> {
@@ -330,10 +377,19 @@ impl Task {
         res
     }
 
-    fn process_record(&mut self, i: usize, rec: &twinline_log::RecordRef<'_>) -> Result<(), TaskError> {
+    fn process_record(
+        &mut self,
+        i: usize,
+        rec: &twinline_log::RecordRef<'_>,
+    ) -> Result<(), TaskError> {
         let spec = &self.inputs[i].spec;
         let topic = spec.topic;
-        let position = Position { topic, partition: spec.partition, offset: rec.offset, origin: rec.origin };
+        let position = Position {
+            topic,
+            partition: spec.partition,
+            offset: rec.offset,
+            origin: rec.origin,
+        };
         let owns_dlq = spec.owns_dead_letters;
         self.events_processed += 1;
         self.metrics.record_in(topic, 1);
@@ -342,8 +398,14 @@ impl Task {
             Ok(k) if !k.is_empty() => k,
             _ => {
                 if owns_dlq {
-                    self.dead_letter(position, rec.timestamp, DeadLetterReason::InvalidKey,
-                        "record key is empty or not UTF-8".into(), None, rec.key.to_vec(), rec.value.to_vec())?;
+                    let rejected = Rejected {
+                        reason_type: DeadLetterReason::InvalidKey,
+                        reason: "record key is empty or not UTF-8".into(),
+                        processor: None,
+                        key: rec.key,
+                        payload: rec.value,
+                    };
+                    self.dead_letter(position, rec.timestamp, rejected)?;
                 }
                 return Ok(());
             }
@@ -352,8 +414,14 @@ impl Task {
             Ok(p) => p,
             Err(e) => {
                 if owns_dlq {
-                    self.dead_letter(position, rec.timestamp, e.reason_type(), decode_reason(&e), None,
-                        key.as_bytes().to_vec(), rec.value.to_vec())?;
+                    let rejected = Rejected {
+                        reason_type: e.reason_type(),
+                        reason: e.to_string(),
+                        processor: None,
+                        key: key.as_bytes(),
+                        payload: rec.value,
+                    };
+                    self.dead_letter(position, rec.timestamp, rejected)?;
                 }
                 return Ok(());
             }
@@ -396,7 +464,12 @@ impl Task {
         key: &str,
         payload: &Payload,
     ) -> Result<(), TaskError> {
-        let event = Event { position, event_time, key, payload };
+        let event = Event {
+            position,
+            event_time,
+            key,
+            payload,
+        };
         let p = &mut self.processors[stage];
         let name = p.name();
         match p.on_event(&event, &mut self.emitter) {
@@ -420,11 +493,22 @@ impl Task {
         match e {
             ProcessError::BadInput(reason) => {
                 let mut value = Vec::new();
-                self.codec.encode(payload, &mut value).map_err(|e| TaskError::Encode(e.to_string()))?;
-                self.dead_letter(position, event_time, DeadLetterReason::InvalidEvent, reason,
-                    Some(processor.to_string()), key.as_bytes().to_vec(), value)
+                self.codec
+                    .encode(payload, &mut value)
+                    .map_err(|e| TaskError::Encode(e.to_string()))?;
+                let rejected = Rejected {
+                    reason_type: DeadLetterReason::InvalidEvent,
+                    reason,
+                    processor: Some(processor.to_string()),
+                    key: key.as_bytes(),
+                    payload: &value,
+                };
+                self.dead_letter(position, event_time, rejected)
             }
-            other => Err(TaskError::Processor { processor, message: other.to_string() }),
+            other => Err(TaskError::Processor {
+                processor,
+                message: other.to_string(),
+            }),
         }
     }
 
@@ -447,8 +531,14 @@ impl Task {
                     0
                 }
             };
-            let event_id =
-                format!("{}:{}/{}/{}/{}", e.topic.name(), source.topic.name(), source.partition, source.offset, n);
+            let event_id = format!(
+                "{}:{}/{}/{}/{}",
+                e.topic.name(),
+                source.topic.name(),
+                source.partition,
+                source.offset,
+                n
+            );
             e.payload.set_provenance(
                 event_id,
                 Source {
@@ -488,12 +578,15 @@ impl Task {
         &mut self,
         source: Position,
         event_time: i64,
-        reason_type: DeadLetterReason,
-        reason: String,
-        processor: Option<String>,
-        key: Vec<u8>,
-        payload: Vec<u8>,
+        rejected: Rejected<'_>,
     ) -> Result<(), TaskError> {
+        let Rejected {
+            reason_type,
+            reason,
+            processor,
+            key,
+            payload,
+        } = rejected;
         debug!(task = %self.name, topic = source.topic.name(), partition = source.partition,
             offset = source.offset, %reason, "dead-lettering record");
         self.metrics.record_dead_letter(source.topic);
@@ -513,28 +606,37 @@ impl Task {
             reason_type,
             reason,
             processor,
-            key: key.clone(),
-            payload,
+            key: key.to_vec(),
+            payload: payload.to_vec(),
         };
         // Dead letters go to the partition number of their source (this task owns it).
         let e = Emitted {
             topic: Topic::DeadLetters,
-            key: String::from_utf8_lossy(&key).into_owned(),
+            key: String::from_utf8_lossy(key).into_owned(),
             payload: Payload::DeadLetter(dl),
             headers: Vec::new(),
         };
-        self.buffer_output_to(&e, source.origin, source.partition, &key)?;
+        self.buffer_output_to(&e, source.origin, source.partition, key)?;
         Ok(())
     }
 
     fn buffer_output(&mut self, e: &Emitted, origin: u64) -> Result<Position, TaskError> {
         let n = self.partitions.get(&e.topic).copied().unwrap_or(1);
-        let partition = if n <= 1 { 0 } else { self.log.partition_for(e.topic.name(), e.key.as_bytes())? };
-        let key = e.key.as_bytes().to_vec();
-        self.buffer_output_to(e, origin, partition, &key)
+        let partition = if n <= 1 {
+            0
+        } else {
+            self.log.partition_for(e.topic.name(), e.key.as_bytes())?
+        };
+        self.buffer_output_to(e, origin, partition, e.key.as_bytes())
     }
 
-    fn buffer_output_to(&mut self, e: &Emitted, origin: u64, partition: u32, key: &[u8]) -> Result<Position, TaskError> {
+    fn buffer_output_to(
+        &mut self,
+        e: &Emitted,
+        origin: u64,
+        partition: u32,
+        key: &[u8],
+    ) -> Result<Position, TaskError> {
         let Some(p) = self.outputs.get_mut(&(e.topic, partition)) else {
             return Err(TaskError::Processor {
                 processor: "runtime",
@@ -550,7 +652,9 @@ impl Task {
         let k0 = p.data.len();
         p.data.extend_from_slice(key);
         let v0 = p.data.len();
-        self.codec.encode(&e.payload, &mut p.data).map_err(|err| TaskError::Encode(err.to_string()))?;
+        self.codec
+            .encode(&e.payload, &mut p.data)
+            .map_err(|err| TaskError::Encode(err.to_string()))?;
         let v1 = p.data.len();
         let mut headers = Vec::with_capacity(e.headers.len());
         for (name, value) in &e.headers {
@@ -567,7 +671,12 @@ impl Task {
         });
         let offset = p.next_assigned;
         p.next_assigned += 1;
-        Ok(Position { topic: e.topic, partition, offset, origin })
+        Ok(Position {
+            topic: e.topic,
+            partition,
+            offset,
+            origin,
+        })
     }
 
     fn flush_outputs(&mut self) -> Result<(), TaskError> {
@@ -578,7 +687,12 @@ impl Task {
             let header_refs: Vec<Vec<(&str, &[u8])>> = p
                 .records
                 .iter()
-                .map(|r| r.headers.iter().map(|(n, (a, b))| (n.as_str(), &p.data[*a..*b])).collect())
+                .map(|r| {
+                    r.headers
+                        .iter()
+                        .map(|(n, (a, b))| (n.as_str(), &p.data[*a..*b]))
+                        .collect()
+                })
                 .collect();
             let recs: Vec<NewRecord<'_>> = p
                 .records
@@ -619,7 +733,10 @@ impl Task {
         }
         let mut states = Vec::with_capacity(self.processors.len());
         for p in &self.processors {
-            states.push(p.snapshot().map_err(|e| TaskError::Processor { processor: p.name(), message: e.to_string() })?);
+            states.push(p.snapshot().map_err(|e| TaskError::Processor {
+                processor: p.name(),
+                message: e.to_string(),
+            })?);
         }
         let header = CheckpointHeader {
             version: 1,
@@ -636,18 +753,22 @@ impl Task {
             outputs: self
                 .outputs
                 .iter()
-                .map(|((t, p), o)| TopicPartitionOffset { topic: t.name().into(), partition: *p, offset: o.next_offset })
+                .map(|((t, p), o)| TopicPartitionOffset {
+                    topic: t.name().into(),
+                    partition: *p,
+                    offset: o.next_offset,
+                })
                 .collect(),
             watermark: self.watermark,
             last_tick: self.last_tick,
             events_processed: self.events_processed,
-            processors: self.processors.iter().map(|p| p.name().to_string()).collect(),
+            processors: self
+                .processors
+                .iter()
+                .map(|p| p.name().to_string())
+                .collect(),
         };
         Checkpoint { header, states }.write(&self.checkpoint_path)?;
         Ok(())
     }
-}
-
-fn decode_reason(e: &DecodeError) -> String {
-    e.to_string()
 }

@@ -40,7 +40,11 @@ pub struct ViewFeeder {
 }
 
 impl ViewFeeder {
-    pub fn new(log: Arc<dyn EventLog>, codec: Arc<Codec>, views: Arc<Views>) -> Result<Self, twinline_log::LogError> {
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        codec: Arc<Codec>,
+        views: Arc<Views>,
+    ) -> Result<Self, twinline_log::LogError> {
         let mut positions = Vec::new();
         for t in VIEW_TOPICS {
             for p in 0..log.partitions(t.name())? {
@@ -68,14 +72,18 @@ impl ViewFeeder {
             // for a feeder in another process); start over from the new end in that case.
             let end = self.log.end_offset(topic.name(), partition)?;
             if from > end {
-                warn!(topic = topic.name(), partition, "log end moved below the view position");
+                warn!(
+                    topic = topic.name(),
+                    partition, "log end moved below the view position"
+                );
                 self.positions[i].2 = end;
                 continue;
             }
             if from == end {
                 continue;
             }
-            self.log.read(topic.name(), partition, from, max_bytes, &mut self.batch)?;
+            self.log
+                .read(topic.name(), partition, from, max_bytes, &mut self.batch)?;
             self.payloads.clear();
             let mut next = from;
             for r in self.batch.iter() {
@@ -89,12 +97,18 @@ impl ViewFeeder {
             let events: Vec<ViewEvent<'_>> = self
                 .payloads
                 .iter()
-                .map(|(partition, offset, payload)| ViewEvent { topic, partition: *partition, offset: *offset, payload })
+                .map(|(partition, offset, payload)| ViewEvent {
+                    topic,
+                    partition: *partition,
+                    offset: *offset,
+                    payload,
+                })
                 .collect();
             self.views.apply(&events);
             total += events.len();
             if topic.is_input() {
-                self.applied_inputs.fetch_add(events.len() as u64, Ordering::Relaxed);
+                self.applied_inputs
+                    .fetch_add(events.len() as u64, Ordering::Relaxed);
             }
         }
         self.applied.fetch_add(total as u64, Ordering::Relaxed);
