@@ -107,3 +107,140 @@ pub fn assert_same_derived(a: &Path, b: &Path) {
         }
     }
 }
+
+/// The repository root (this crate lives in `tests/`).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repository root")
+        .to_path_buf()
+}
+
+/// ONNX Runtime's shared library: `ORT_DYLIB_PATH`, else the one in the project's `.venv`
+/// (installed by `scripts/test.sh`). Panics with how to get it: the flows that need the models
+/// are not skipped.
+pub fn ort_library() -> PathBuf {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        return PathBuf::from(p);
+    }
+    let lib = repo_root().join(".venv/lib");
+    let found = std::fs::read_dir(&lib).ok().and_then(|dirs| {
+        dirs.flatten()
+            .map(|d| d.path().join("site-packages/onnxruntime/capi"))
+            .filter_map(|capi| std::fs::read_dir(capi).ok())
+            .flat_map(|files| files.flatten().map(|f| f.path()))
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+            })
+    });
+    found.unwrap_or_else(|| {
+        panic!("ONNX Runtime not found: set ORT_DYLIB_PATH or run scripts/test.sh (it installs the onnxruntime wheel into .venv)")
+    })
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// `GET http://<addr><path>` as JSON (HTTP/1.1, `Connection: close`); panics on a non-200.
+pub fn http_get_json(addr: &str, path: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("response");
+    let text = String::from_utf8(raw).expect("utf-8 response");
+    let (head, body) = text.split_once("\r\n\r\n").expect("HTTP response");
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "GET {path}: {head}\n{body}"
+    );
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).expect("chunk size");
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+    out
+}
+
+/// A `twinline` server process: started with extra environment, ready once `/health/live`
+/// answers; killed if dropped without [`Server::stop`].
+pub struct Server {
+    child: Option<std::process::Child>,
+}
+
+impl Server {
+    pub fn start(args: &[&str], env: &[(&str, &str)], listen: &str) -> Server {
+        let child = Command::new(twinline_bin())
+            .args(args)
+            .env("TWINLINE_LOG", "warn")
+            .envs(env.iter().copied())
+            .spawn()
+            .expect("spawning twinline");
+        let mut server = Server { child: Some(child) };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if std::net::TcpStream::connect(listen).is_ok() {
+                http_get_json(listen, "/health/live");
+                return server;
+            }
+            if let Some(status) = server.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("twinline {args:?} exited before serving: {status}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "twinline did not listen on {listen} within 60 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
+    /// Ctrl-C (SIGINT), then waits for the final checkpoint and a clean exit.
+    pub fn stop(mut self) {
+        let mut child = self.child.take().unwrap();
+        let status = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .expect("kill -INT");
+        assert!(status.success());
+        let status = child.wait().expect("wait");
+        assert!(status.success(), "twinline exited with {status}");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

@@ -21,7 +21,7 @@ mod common;
 
 use std::io::Write;
 
-use twinline_processors::predictive::{FeatureConfig, FeatureError, FeatureTracker};
+use twinline_processors::predictive::{FeatureConfig, FeatureTracker};
 use twinline_sim::{Span, TrajectoryEnd};
 
 struct Args {
@@ -75,13 +75,6 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-struct Row {
-    machine: String,
-    life: u64,
-    t: i64,
-    features: Vec<f64>,
-}
-
 fn main() {
     if let Err(e) = run() {
         eprintln!("export_features: {e}");
@@ -111,38 +104,18 @@ fn run() -> Result<(), String> {
         if let Some((lo, hi)) = args.life_hours {
             cfg.wear.life_hours = Span::new(lo, hi);
         }
-        let mut tracker =
-            FeatureTracker::new(FeatureConfig::default()).map_err(|e| e.to_string())?;
-        let mut rows: Vec<Row> = Vec::new();
-        let mut push =
-            |r: twinline_processors::predictive::FeatureRow<'_>| -> Result<(), FeatureError> {
-                rows.push(Row {
-                    machine: r.machine_id.to_string(),
-                    life: r.life,
-                    t: r.window_end_ms,
-                    features: r.features.to_vec(),
-                });
-                Ok(())
-            };
-        let sim = common::drive(cfg, |item| match item {
-            common::Item::Event(ev) => tracker
-                .on_event(ev.event_time, ev.payload, &mut push)
-                .map_err(|e| e.to_string()),
-            common::Item::Watermark(w) => tracker
-                .on_watermark(w, &mut push)
-                .map_err(|e| e.to_string()),
-        })?;
+        let (rows, sim) = common::export_rows(cfg)?;
         let truth = sim.ground_truth();
         let sim_end = sim.end_ms();
         for r in &rows {
             let Some(mi) = common::machine_index(truth, &r.machine) else {
                 continue;
             };
-            let Some(tr) = truth.machines[mi].trajectory_at(r.t) else {
+            let Some(tr) = truth.machines[mi].trajectory_at(r.window_end_ms) else {
                 continue;
             };
             let end = tr.end_ms.unwrap_or(sim_end);
-            let hours = (end - r.t) as f64 / 3_600_000.0;
+            let hours = (end - r.window_end_ms) as f64 / 3_600_000.0;
             let (kind, censored) = match tr.end {
                 TrajectoryEnd::WearFailure => ("wear_failure", 0),
                 TrajectoryEnd::RandomFault { .. } => ("random_fault", 1),
@@ -156,7 +129,10 @@ fn run() -> Result<(), String> {
                     _ => 0,
                 }
             };
-            let mut line = format!("{},{seed},{},{},{}", args.split, r.machine, r.life, r.t);
+            let mut line = format!(
+                "{},{seed},{},{},{}",
+                args.split, r.machine, r.life, r.window_end_ms
+            );
             for v in &r.features {
                 line.push(',');
                 line.push_str(&format!("{v}"));

@@ -2,4 +2,5 @@
 
 mod crash_recovery;
 mod dead_letters;
+mod predictive_flow;
 mod replay;

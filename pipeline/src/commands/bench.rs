@@ -6,8 +6,8 @@
 //! - freshness: events appended at a fixed rate; wall time from append until the sensor view
 //!   holds them, p50/p99.
 //!
-//! API load at 200 connections and WebSocket fan-out need a running server and are not measured
-//! by this command yet.
+//! - read API (see `bench_api`): `GET /api/v1/digital-twin/state` requests/s and p99 at 200
+//!   connections with `wrk`, and WebSocket fan-out, both against a live plant.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -36,6 +36,32 @@ pub struct BenchArgs {
     /// Freshness run: seconds.
     #[arg(long, default_value_t = 5)]
     pub fresh_secs: u64,
+    /// Skip the read-API figures (HTTP load and WebSocket fan-out).
+    #[arg(long)]
+    pub no_api: bool,
+    /// Read API: machines in the live plant behind the API.
+    #[arg(long, default_value_t = 200)]
+    pub api_machines: usize,
+    /// Read API: seconds of HTTP load.
+    #[arg(long, default_value_t = 10)]
+    pub api_secs: u64,
+    /// Read API: concurrent HTTP connections.
+    #[arg(long, default_value_t = 200)]
+    pub api_connections: usize,
+    /// WebSocket fan-out: subscriber counts tried in turn, until one fails to hold.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "250,500,1000,2000,4000,8000"
+    )]
+    pub ws_steps: Vec<usize>,
+    /// WebSocket fan-out: pushes measured per subscriber at each step.
+    #[arg(long, default_value_t = 3)]
+    pub ws_pushes: usize,
+    /// Read API: plant-seconds per wall second of the live plant behind the API (so every 2 s
+    /// push has changes to carry).
+    #[arg(long, default_value_t = 30.0)]
+    pub api_speed: f64,
 }
 
 pub fn run(mut cfg: Config, args: BenchArgs) -> Result<()> {
@@ -140,10 +166,66 @@ pub fn run(mut cfg: Config, args: BenchArgs) -> Result<()> {
         "| event-to-view freshness at {} events/s ({n} batches) | p50 {:.2} ms, p99 {:.2} ms |",
         args.fresh_rate, p50, p99
     );
+    if !args.no_api {
+        let api = super::bench_api::measure(
+            &cfg,
+            &tmp.join("api"),
+            &super::bench_api::ApiBenchOptions {
+                machines: args.api_machines,
+                http_secs: args.api_secs,
+                connections: args.api_connections,
+                ws_steps: args.ws_steps.clone(),
+                ws_pushes: args.ws_pushes,
+                speed: args.api_speed,
+            },
+        )?;
+        print_api(&api);
+    }
     if args.dir.is_none() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
     Ok(())
+}
+
+fn print_api(api: &super::bench_api::ApiFigures) {
+    match &api.http {
+        Ok(h) => println!(
+            "| GET /api/v1/digital-twin/state, {} machines at {}x, {} connections (wrk) | {:.0} requests/s, p50 {:.2} ms, p99 {:.2} ms, {} non-2xx{} |",
+            api.machines,
+            api.speed,
+            h.connections,
+            h.requests_per_sec,
+            h.p50_ms,
+            h.p99_ms,
+            h.non_2xx,
+            if h.errors.is_empty() { String::new() } else { format!(", {}", h.errors) }
+        ),
+        Err(e) => println!("| GET /api/v1/digital-twin/state | not measured: {e} |"),
+    }
+    for s in &api.ws {
+        println!(
+            "| WebSocket fan-out, {} subscribers ({} connected) | {} pushes, lag p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms, {} dropped, {} starved: {} |",
+            s.subscribers,
+            s.connected,
+            s.pushes,
+            s.p50_ms,
+            s.p99_ms,
+            s.max_ms,
+            s.dropped,
+            s.starved,
+            if s.holds() { "holds" } else { "does not hold" }
+        );
+    }
+    let best = api
+        .ws
+        .iter()
+        .filter(|s| s.holds())
+        .map(|s| s.subscribers)
+        .max();
+    match best {
+        Some(n) => println!("| WebSocket subscribers holding 2 s pushes with p99 lag < 100 ms | {n} (largest step tried that held) |"),
+        None => println!("| WebSocket subscribers holding 2 s pushes with p99 lag < 100 ms | none of the steps held |"),
+    }
 }
 
 fn tempfile_dir(dir: Option<PathBuf>) -> Result<PathBuf> {

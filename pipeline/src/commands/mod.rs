@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod bench;
+pub mod bench_api;
 pub mod logcmd;
 pub mod query;
 pub mod replay;

@@ -1,6 +1,6 @@
 //! Drives the plant simulator through the twin and hands every event to a predictive consumer in
 //! the order the runtime's partition task would (shared by the predictive tests, the export
-//! example and the bench).
+//! example and the bench), and turns such a history into the training export's feature rows.
 //!
 //! Vision is replaced by a perfect inspector: each part `Image` becomes a `Defect` whose
 //! `defect_detected` is the simulator's ground truth for that part.
@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use twinline_processors::predictive::{FeatureConfig, FeatureError, FeatureRow, FeatureTracker};
 use twinline_processors::twin::{TwinConfig, TwinProcessor};
 use twinline_processors::{Emitter, Event, EventTime, Position, Processor};
 use twinline_schemas::{Defect, Payload, Topic};
@@ -149,4 +150,41 @@ pub fn drive(
 /// Index of machine `id` (`M001` -> 0) in the ground truth.
 pub fn machine_index(truth: &GroundTruth, id: &str) -> Option<usize> {
     truth.machines.iter().position(|m| m.machine_id == id)
+}
+
+/// One ready window close, as `examples/export_features.rs` writes it (before the labels).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportRow {
+    pub machine: String,
+    /// Maintenances the machine had finished before the window (its life number).
+    pub life: u64,
+    pub window_end_ms: i64,
+    pub features: Vec<f64>,
+}
+
+/// The training export's feature rows for the history `cfg` simulates: every event and watermark
+/// of [`drive`] through the production [`FeatureTracker`] with the default [`FeatureConfig`], one
+/// row per ready window close, in the order the tracker reports them. Also returns the simulator
+/// (the labels come from its ground truth).
+pub fn export_rows(cfg: SimConfig) -> Result<(Vec<ExportRow>, Simulator), String> {
+    let mut tracker = FeatureTracker::new(FeatureConfig::default()).map_err(|e| e.to_string())?;
+    let mut rows: Vec<ExportRow> = Vec::new();
+    let mut push = |r: FeatureRow<'_>| -> Result<(), FeatureError> {
+        rows.push(ExportRow {
+            machine: r.machine_id.to_string(),
+            life: r.life,
+            window_end_ms: r.window_end_ms,
+            features: r.features.to_vec(),
+        });
+        Ok(())
+    };
+    let sim = drive(cfg, |item| match item {
+        Item::Event(ev) => tracker
+            .on_event(ev.event_time, ev.payload, &mut push)
+            .map_err(|e| e.to_string()),
+        Item::Watermark(w) => tracker
+            .on_watermark(w, &mut push)
+            .map_err(|e| e.to_string()),
+    })?;
+    Ok((rows, sim))
 }

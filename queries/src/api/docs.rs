@@ -46,6 +46,21 @@ pub fn openapi_document() -> Value {
             "last_seen": time, "updated_at": time, "reason": string
         }
     });
+    let urgency = json!({"type": "string", "enum": ["CRITICAL", "HIGH", "MEDIUM", "LOW"]});
+    // Field names of the failure-predictions record, `event_time` shown as `predicted_at`.
+    let prediction = json!({
+        "type": "object",
+        "properties": {
+            "event_id": string, "machine_id": string, "failure_probability": num,
+            "time_to_failure_hours": num, "urgency": urgency, "probability_1d": num,
+            "probability_3d": num, "probability_7d": num, "rul_hours": opt_num,
+            "recommended_action": string, "predicted_at": time,
+            "model_versions": {"type": "object", "additionalProperties": string},
+            "top_features": {"type": "array", "items": {"type": "object", "properties": {
+                "name": string, "value": num, "contribution": num
+            }}}
+        }
+    });
     let read = json!([{}, {"bearer": []}]);
     let write = json!([{"bearer": []}]);
     json!({
@@ -92,6 +107,36 @@ pub fn openapi_document() -> Value {
                         "maintenance_alerts": {"type": "object", "properties": {
                             "critical": int, "high": int, "medium": int, "low": int, "open_requests": int
                         }}
+                    }
+                },
+                "Prediction": prediction,
+                "LatestPrediction": {
+                    "allOf": [schema_ref("Prediction"), {"type": "object", "properties": {
+                        "maintenance_request_open": {"type": "boolean"}
+                    }}]
+                },
+                "PredictionList": {
+                    "type": "object",
+                    "properties": {
+                        "timestamp": time,
+                        "total": {"type": "integer", "description": "machines matching the filter, before limit"},
+                        "predictions": {"type": "array", "items": schema_ref("LatestPrediction")}
+                    }
+                },
+                "OpenRequest": {
+                    "type": "object",
+                    "properties": {
+                        "request_id": string, "event_id": string, "machine_id": string, "urgency": urgency,
+                        "reason": string, "opened_at": time, "prediction_event_id": {"type": "string", "nullable": true}
+                    }
+                },
+                "MachinePredictions": {
+                    "type": "object",
+                    "properties": {
+                        "machine_id": string,
+                        "latest": {"allOf": [schema_ref("LatestPrediction")], "nullable": true},
+                        "history": {"type": "array", "items": schema_ref("Prediction"), "description": "newest first"},
+                        "open_request": {"allOf": [schema_ref("OpenRequest")], "nullable": true}
                     }
                 },
                 "QueryRequest": {
@@ -152,6 +197,27 @@ pub fn openapi_document() -> Value {
                 "security": read,
                 "responses": { "200": json_response("stats", schema_ref("DashboardStats")) }
             }},
+            "/api/v1/predictive/predictions": { "get": {
+                "summary": "Latest failure prediction of every machine: CRITICAL first, then by failure_probability (highest first), then by machine_id",
+                "security": read,
+                "parameters": [
+                    {"name": "urgency", "in": "query", "required": false, "description": "only this urgency (any case)",
+                        "schema": {"type": "string", "enum": ["CRITICAL", "HIGH", "MEDIUM", "LOW", "critical", "high", "medium", "low"]}},
+                    {"name": "limit", "in": "query", "required": false, "description": "at most this many predictions (default: all)",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}
+                ],
+                "responses": {
+                    "200": json_response("predictions", schema_ref("PredictionList")),
+                    "400": error_response("invalid_parameter: unknown urgency or bad limit"),
+                    "401": error_response("token required")
+                }
+            }},
+            "/api/v1/predictive/machines/{id}": { "get": {
+                "summary": "One machine's latest failure prediction, recent predictions (newest first) and open maintenance request",
+                "security": read,
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": string}],
+                "responses": { "200": json_response("machine predictions", schema_ref("MachinePredictions")), "404": error_response("unknown machine") }
+            }},
             "/api/v1/query": { "post": {
                 "summary": "Read-only SQL over the views (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE)",
                 "description": "Tables: twin_state, twin_state_history, sensor_readings, defects, dead_letters, failure_predictions, maintenance_requests, schedule; information_schema is available. Send Accept: application/vnd.apache.arrow.stream for an Arrow IPC stream.",
@@ -187,7 +253,7 @@ pub fn openapi_document() -> Value {
                 "responses": { "200": json_response("checkpointed", json!({"type": "object"})), "403": error_response("admin role required") }
             }},
             "/api/v1/ws/stream": { "get": {
-                "summary": "WebSocket: hello, then twin_state and dashboard_stats on connect and after each change (rate limited per client)",
+                "summary": "WebSocket: hello, then {type: twin_state|dashboard_stats, sent_at_ms, data} on connect and after changes, at most once per push interval per client; sent_at_ms is the server wall clock (Unix ms) when the push was rendered",
                 "security": read,
                 "responses": { "101": { "description": "switching protocols" } }
             }},

@@ -1,11 +1,12 @@
 //! The read API: `app(state)` builds the axum router (health, metrics, twin state, dashboard,
-//! SQL, ingest, admin, WebSocket stream, OpenAPI, static dashboard). The pipeline implements
-//! [`ApiBackend`] to take writes and report readiness.
+//! predictive maintenance, SQL, ingest, admin, WebSocket stream, OpenAPI, static dashboard).
+//! The pipeline implements [`ApiBackend`] to take writes and report readiness.
 
 mod docs;
 mod error;
 mod metrics;
 mod routes;
+mod snapshot;
 mod web;
 mod ws;
 
@@ -123,6 +124,8 @@ pub struct ApiState {
     pub backend: Arc<dyn ApiBackend>,
     pub config: Arc<ApiConfig>,
     pub metrics: Arc<ApiMetrics>,
+    /// Rendered documents shared by GETs and WebSocket pushes.
+    pub(crate) snapshots: Arc<snapshot::SnapshotCache>,
 }
 
 impl ApiState {
@@ -141,12 +144,14 @@ impl ApiState {
             ..QueryConfig::default()
         };
         let engine = QueryEngine::new(views.clone(), query)?;
+        let config_ws_queue = config.ws_queue;
         Ok(ApiState {
             views,
             engine,
             backend,
             config: Arc::new(config),
             metrics: Arc::new(ApiMetrics::default()),
+            snapshots: Arc::new(snapshot::SnapshotCache::new((config_ws_queue / 2).max(1))),
         })
     }
 
@@ -207,6 +212,11 @@ pub fn app(state: ApiState) -> Router {
         .route("/api/v1/digital-twin/state", get(routes::factory_state))
         .route("/api/v1/digital-twin/machines/{id}", get(routes::machine))
         .route("/api/v1/dashboard/stats", get(routes::dashboard_stats))
+        .route("/api/v1/predictive/predictions", get(routes::predictions))
+        .route(
+            "/api/v1/predictive/machines/{id}",
+            get(routes::machine_predictions),
+        )
         .route("/api/v1/query", post(routes::query))
         .route("/api/v1/ingest/{topic}", post(routes::ingest))
         .route("/api/v1/admin/checkpoint", post(routes::checkpoint))

@@ -1,8 +1,9 @@
-//! Handlers of the JSON routes: health, twin state, dashboard, SQL, ingest, admin, fallbacks.
+//! Handlers of the JSON routes: health, twin state, dashboard, predictive maintenance, SQL,
+//! ingest, admin, fallbacks.
 
 use axum::body::{Body, Bytes};
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,6 +14,7 @@ use twinline_schemas::{Payload, Topic};
 use super::{ApiError, ApiState, Role};
 use crate::sql::QueryResult;
 use crate::time::rfc3339_ms;
+use crate::views::tables::{parse_urgency, urgency_symbol, ALL_URGENCIES};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
@@ -64,12 +66,18 @@ pub fn dashboard_stats_json(state: &ApiState) -> Value {
     serde_json::to_value(state.views.dashboard_stats()).unwrap_or(Value::Null)
 }
 
+/// A cached JSON document as a response.
+fn json_bytes(body: Bytes) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Served from the shared rendering: one render per view change, not per request.
 pub async fn factory_state(
     State(state): State<ApiState>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     state.authorize(&headers, Role::Read)?;
-    Ok(Json(factory_state_json(&state)))
+    Ok(json_bytes(super::snapshot::current(&state).state.clone()))
 }
 
 pub async fn machine(
@@ -92,9 +100,81 @@ pub async fn machine(
 pub async fn dashboard_stats(
     State(state): State<ApiState>,
     headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    state.authorize(&headers, Role::Read)?;
+    Ok(json_bytes(super::snapshot::current(&state).stats.clone()))
+}
+
+/// Largest `limit` of `GET /api/v1/predictive/predictions`.
+pub const PREDICTIONS_MAX_LIMIT: usize = 10_000;
+
+/// Query string of `GET /api/v1/predictive/predictions`. Strings, so that a bad value answers
+/// our `invalid_parameter` body rather than axum's plain-text rejection; unknown keys are ignored.
+#[derive(Debug, Deserialize)]
+pub struct PredictionParams {
+    urgency: Option<String>,
+    limit: Option<String>,
+}
+
+fn invalid_parameter(detail: String) -> ApiError {
+    ApiError::bad_request("invalid_parameter", detail)
+}
+
+pub async fn predictions(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    params: Result<Query<PredictionParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     state.authorize(&headers, Role::Read)?;
-    Ok(Json(dashboard_stats_json(&state)))
+    // Malformed query strings (e.g. a repeated key) are the client's fault too.
+    let Query(params) = params.map_err(|e| invalid_parameter(e.body_text()))?;
+    let urgency = params
+        .urgency
+        .as_deref()
+        .map(|u| {
+            parse_urgency(u).ok_or_else(|| {
+                let known: Vec<&str> = ALL_URGENCIES.iter().map(|u| urgency_symbol(*u)).collect();
+                invalid_parameter(format!(
+                    "urgency must be one of {} (any case), got {u:?}",
+                    known.join(", ")
+                ))
+            })
+        })
+        .transpose()?;
+    let limit = params
+        .limit
+        .as_deref()
+        .map(|l| {
+            l.parse::<usize>()
+                .ok()
+                .filter(|n| (1..=PREDICTIONS_MAX_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    invalid_parameter(format!(
+                        "limit must be an integer from 1 to {PREDICTIONS_MAX_LIMIT}, got {l:?}"
+                    ))
+                })
+        })
+        .transpose()?;
+    serde_json::to_value(state.views.predictions(urgency, limit))
+        .map(Json)
+        .map_err(|e| ApiError::internal("internal", e.to_string()))
+}
+
+pub async fn machine_predictions(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    state.authorize(&headers, Role::Read)?;
+    let detail = state.views.machine_predictions(&id).ok_or_else(|| {
+        ApiError::not_found(
+            "unknown_machine",
+            format!("no twin state or failure prediction for machine {id:?}"),
+        )
+    })?;
+    serde_json::to_value(detail)
+        .map(Json)
+        .map_err(|e| ApiError::internal("internal", e.to_string()))
 }
 
 fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {

@@ -1,5 +1,6 @@
 //! `GET /api/v1/ws/stream`: pushes the twin state and dashboard stats on connect and again after
-//! each change, at most once per `ws_push_interval` per client. Each client has a bounded
+//! each change, at most once per `ws_push_interval` per client; the documents are rendered once
+//! per push for all clients ([`super::snapshot`]) and stamped with `sent_at_ms`. Each client has a bounded
 //! queue; a client that cannot keep up (queue full, or one send blocked past
 //! `ws_send_timeout`) is closed and counted, never buffered without bound.
 
@@ -14,11 +15,12 @@ use axum::response::Response;
 use futures::stream::SplitSink;
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
-use tokio::sync::{mpsc, Mutex};
+use tokio::sync::{broadcast, mpsc, Mutex};
 use tokio::time::{timeout, Instant};
 
 use super::metrics::DropReason;
-use super::routes::{dashboard_stats_json, factory_state_json, VERSION};
+use super::routes::VERSION;
+use super::snapshot;
 use super::{ApiError, ApiState, Role};
 
 pub async fn upgrade(
@@ -49,15 +51,6 @@ enum End {
     ClientGone,
     /// The client is too slow: close it with this reason.
     Drop(DropReason),
-}
-
-fn snapshot_messages(state: &ApiState) -> [Message; 2] {
-    let twin = json!({ "type": "twin_state", "data": factory_state_json(state) });
-    let stats = json!({ "type": "dashboard_stats", "data": dashboard_stats_json(state) });
-    [
-        Message::Text(twin.to_string().into()),
-        Message::Text(stats.to_string().into()),
-    ]
 }
 
 fn enqueue(tx: &mpsc::Sender<Message>, msgs: impl IntoIterator<Item = Message>) -> Result<(), End> {
@@ -101,33 +94,35 @@ async fn session(socket: WebSocket, state: ApiState) {
         End::ClientGone
     });
 
-    let mut changes = state.views.subscribe();
-    changes.borrow_and_update();
+    // Subscribe before rendering the greeting so no change falls between the two.
+    let mut pushes = snapshot::subscribe(&state);
     let hello = json!({ "type": "hello", "server": "twinline", "version": VERSION });
-    let first =
-        std::iter::once(Message::Text(hello.to_string().into())).chain(snapshot_messages(&state));
-    let mut last_push = Instant::now();
-    let mut pending = false;
+    let greeting = snapshot::push_now(&state);
+    let first = std::iter::once(Message::Text(hello.to_string().into())).chain(greeting.messages);
+    let greeted = Instant::now();
     let mut writer_done = false;
 
     let end = match enqueue(&tx, first) {
         Err(end) => end,
         Ok(()) => loop {
             tokio::select! {
-                changed = changes.changed() => {
-                    if changed.is_err() {
-                        break End::ClientGone; // the views are gone: shutting down
+                push = pushes.recv() => match push {
+                    Ok(push) => {
+                        // Pushes are one interval apart; only the first may come sooner after
+                        // the greeting, and it is skipped to keep the minimum interval.
+                        if greeted.elapsed() < config.ws_push_interval {
+                            continue;
+                        }
+                        if let Err(end) = enqueue(&tx, push.messages) {
+                            break end;
+                        }
                     }
-                    pending = true;
-                }
-                () = tokio::time::sleep_until(last_push + config.ws_push_interval), if pending => {
-                    changes.borrow_and_update();
-                    pending = false;
-                    last_push = Instant::now();
-                    if let Err(end) = enqueue(&tx, snapshot_messages(&state)) {
-                        break end;
+                    // Fell behind by the whole broadcast buffer: too slow.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        break End::Drop(DropReason::QueueFull)
                     }
-                }
+                    Err(broadcast::error::RecvError::Closed) => break End::ClientGone,
+                },
                 msg = incoming.next() => match msg {
                     None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break End::ClientGone,
                     // Pings are answered by the protocol layer; client text is not a command.

@@ -21,12 +21,12 @@ use arrow::record_batch::RecordBatch;
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
-use twinline_schemas::{Payload, Topic};
+use twinline_schemas::{Payload, Topic, Urgency};
 
 pub use append::{AppendRows, AppendView};
 pub use model::{
-    DashboardStats, FactoryState, FactoryStatistics, HistoryEntry, MachineDetail, MachineState,
-    MaintenanceAlerts,
+    DashboardStats, FactoryState, FactoryStatistics, HistoryEntry, LatestPrediction, MachineDetail,
+    MachinePredictions, MachineState, MaintenanceAlerts, OpenRequest, Prediction, PredictionList,
 };
 pub use provider::{ViewTable, ViewsSchema};
 
@@ -58,7 +58,8 @@ pub struct ViewConfig {
     pub twin_state_history_max_rows: usize,
     /// Retention of the other append-only tables (defects, dead letters, predictions, ...).
     pub other_max_rows: usize,
-    /// Twin-state changes kept per machine for `GET /machines/{id}`.
+    /// Twin-state changes kept per machine for `GET /api/v1/digital-twin/machines/{id}`, and
+    /// failure predictions kept per machine for `GET /api/v1/predictive/machines/{id}`.
     pub history_per_machine: usize,
 }
 
@@ -311,6 +312,19 @@ impl Views {
     /// State and recent history of one machine; `None` if no twin state was seen for it.
     pub fn machine(&self, machine_id: &str) -> Option<MachineDetail> {
         self.model.lock().machine(machine_id)
+    }
+
+    /// Latest failure prediction of every machine (only those of `urgency`, if given), most
+    /// urgent first; at most `limit` of them, `total` counting all that match.
+    pub fn predictions(&self, urgency: Option<Urgency>, limit: Option<usize>) -> PredictionList {
+        let ts = self.timestamp();
+        self.model.lock().predictions(ts, urgency, limit)
+    }
+
+    /// Latest prediction, recent predictions (newest first) and open maintenance request of one
+    /// machine; `None` if nothing was seen of it (no twin state, prediction or open request).
+    pub fn machine_predictions(&self, machine_id: &str) -> Option<MachinePredictions> {
+        self.model.lock().machine_predictions(machine_id)
     }
 
     pub fn counters(&self) -> ViewCounters {

@@ -1,11 +1,17 @@
 //! The in-memory model behind the API's JSON: current twin state and recent history per
-//! machine, latest failure-prediction urgency per machine, open maintenance requests. Updated
-//! per event; the JSON documents are computed from it in O(machines).
+//! machine, the latest failure prediction and recent predictions per machine, open maintenance
+//! requests. Updated per event; the JSON documents are computed from it in O(machines).
+//!
+//! "Latest" means last applied: a machine's events share one partition (the record key is the
+//! machine id), so arrival order is the log's order for that machine.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 use serde::Serialize;
-use twinline_schemas::{MaintenanceAction, Payload, TwinState, Urgency};
+use twinline_schemas::{
+    FailurePrediction, FeatureContribution, MaintenanceAction, MaintenanceRequest, Payload,
+    TwinState, Urgency,
+};
 
 use super::tables::{status_symbol, ALL_STATUSES};
 use super::ViewEvent;
@@ -115,6 +121,112 @@ pub struct DashboardStats {
     pub maintenance_alerts: MaintenanceAlerts,
 }
 
+/// One failure prediction as the API shows it. Field names are the `failure-predictions`
+/// record's own, with two exceptions: `event_time` is shown as `predicted_at` (RFC 3339), and
+/// `source` is left out (`event_id` leads to it, e.g. through `twinline audit`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    pub event_id: String,
+    pub machine_id: String,
+    pub failure_probability: f64,
+    pub time_to_failure_hours: f64,
+    /// The Avro symbol (`"CRITICAL"`, ...), like `status` in the twin-state documents.
+    pub urgency: Urgency,
+    pub probability_1d: f64,
+    pub probability_3d: f64,
+    pub probability_7d: f64,
+    pub rul_hours: Option<f64>,
+    pub recommended_action: String,
+    pub predicted_at: String,
+    pub model_versions: BTreeMap<String, String>,
+    pub top_features: Vec<FeatureContribution>,
+}
+
+impl Prediction {
+    fn from_record(p: &FailurePrediction) -> Self {
+        Prediction {
+            event_id: p.event_id.clone(),
+            machine_id: p.machine_id.clone(),
+            failure_probability: p.failure_probability,
+            time_to_failure_hours: p.time_to_failure_hours,
+            urgency: p.urgency,
+            probability_1d: p.probability_1d,
+            probability_3d: p.probability_3d,
+            probability_7d: p.probability_7d,
+            rul_hours: p.rul_hours,
+            recommended_action: p.recommended_action.clone(),
+            predicted_at: rfc3339_ms(p.event_time),
+            model_versions: p.model_versions.clone(),
+            top_features: p.top_features.clone(),
+        }
+    }
+}
+
+/// A machine's latest prediction plus whether it has an open maintenance request now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LatestPrediction {
+    #[serde(flatten)]
+    pub prediction: Prediction,
+    pub maintenance_request_open: bool,
+}
+
+/// `GET /api/v1/predictive/predictions`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PredictionList {
+    pub timestamp: String,
+    /// Machines matching the filter, before `limit`.
+    pub total: usize,
+    /// Critical first, then by `failure_probability` (highest first), then by machine id.
+    pub predictions: Vec<LatestPrediction>,
+}
+
+/// An open maintenance request: the OPEN record's fields, `event_time` shown as `opened_at`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OpenRequest {
+    pub request_id: String,
+    pub event_id: String,
+    pub machine_id: String,
+    pub urgency: Urgency,
+    pub reason: String,
+    pub opened_at: String,
+    pub prediction_event_id: Option<String>,
+    /// For choosing the newest of several open requests of one machine.
+    #[serde(skip)]
+    event_time: i64,
+}
+
+impl OpenRequest {
+    fn from_record(m: &MaintenanceRequest) -> Self {
+        OpenRequest {
+            request_id: m.request_id.clone(),
+            event_id: m.event_id.clone(),
+            machine_id: m.machine_id.clone(),
+            urgency: m.urgency,
+            reason: m.reason.clone(),
+            opened_at: rfc3339_ms(m.event_time),
+            prediction_event_id: m.prediction_event_id.clone(),
+            event_time: m.event_time,
+        }
+    }
+}
+
+/// `GET /api/v1/predictive/machines/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MachinePredictions {
+    pub machine_id: String,
+    pub latest: Option<LatestPrediction>,
+    /// Newest first, at most `history_per_machine` entries.
+    pub history: Vec<Prediction>,
+    /// The newest open request of the machine (the predictive processor keeps one at a time).
+    pub open_request: Option<OpenRequest>,
+}
+
+struct PredictionEntry {
+    latest: Prediction,
+    /// Newest last (the response reverses it).
+    history: VecDeque<Prediction>,
+}
+
 struct MachineEntry {
     state: TwinState,
     history: VecDeque<HistoryEntry>,
@@ -124,8 +236,11 @@ struct MachineEntry {
 pub(crate) struct Model {
     history_per_machine: usize,
     machines: BTreeMap<String, MachineEntry>,
-    latest_urgency: BTreeMap<String, Urgency>,
-    open_requests: BTreeSet<String>,
+    predictions: BTreeMap<String, PredictionEntry>,
+    /// Open requests by machine, then by request id.
+    open_by_machine: BTreeMap<String, BTreeMap<String, OpenRequest>>,
+    /// Request id -> machine id of every open request: a CLOSE is matched by request id alone.
+    open_requests: BTreeMap<String, String>,
 }
 
 impl Model {
@@ -133,8 +248,9 @@ impl Model {
         Model {
             history_per_machine,
             machines: BTreeMap::new(),
-            latest_urgency: BTreeMap::new(),
-            open_requests: BTreeSet::new(),
+            predictions: BTreeMap::new(),
+            open_by_machine: BTreeMap::new(),
+            open_requests: BTreeMap::new(),
         }
     }
 
@@ -169,17 +285,13 @@ impl Model {
                     changed = true;
                 }
                 Payload::FailurePrediction(p) => {
-                    self.latest_urgency.insert(p.machine_id.clone(), p.urgency);
+                    self.apply_prediction(p);
                     changed = true;
                 }
                 Payload::MaintenanceRequest(m) => {
                     match m.action {
-                        MaintenanceAction::Open => {
-                            self.open_requests.insert(m.request_id.clone());
-                        }
-                        MaintenanceAction::Close => {
-                            self.open_requests.remove(&m.request_id);
-                        }
+                        MaintenanceAction::Open => self.open_request(m),
+                        MaintenanceAction::Close => self.close_request(&m.request_id),
                     }
                     changed = true;
                 }
@@ -187,6 +299,127 @@ impl Model {
             }
         }
         changed
+    }
+
+    fn apply_prediction(&mut self, p: &FailurePrediction) {
+        let latest = Prediction::from_record(p);
+        let bound = self.history_per_machine;
+        match self.predictions.get_mut(&p.machine_id) {
+            Some(entry) => {
+                if bound > 0 {
+                    if entry.history.len() >= bound {
+                        entry.history.pop_front();
+                    }
+                    entry.history.push_back(latest.clone());
+                }
+                entry.latest = latest;
+            }
+            None => {
+                let mut history = VecDeque::new();
+                if bound > 0 {
+                    history.push_back(latest.clone());
+                }
+                self.predictions
+                    .insert(p.machine_id.clone(), PredictionEntry { latest, history });
+            }
+        }
+    }
+
+    /// A repeated OPEN of a request id replaces the first (and moves it if the machine differs).
+    fn open_request(&mut self, m: &MaintenanceRequest) {
+        if let Some(previous) = self
+            .open_requests
+            .insert(m.request_id.clone(), m.machine_id.clone())
+        {
+            if previous != m.machine_id {
+                self.remove_open(&previous, &m.request_id);
+            }
+        }
+        self.open_by_machine
+            .entry(m.machine_id.clone())
+            .or_default()
+            .insert(m.request_id.clone(), OpenRequest::from_record(m));
+    }
+
+    /// A CLOSE of a request that is not open (closed twice, or opened before the views' start)
+    /// changes nothing.
+    fn close_request(&mut self, request_id: &str) {
+        if let Some(machine_id) = self.open_requests.remove(request_id) {
+            self.remove_open(&machine_id, request_id);
+        }
+    }
+
+    fn remove_open(&mut self, machine_id: &str, request_id: &str) {
+        if let Some(open) = self.open_by_machine.get_mut(machine_id) {
+            open.remove(request_id);
+            if open.is_empty() {
+                self.open_by_machine.remove(machine_id);
+            }
+        }
+    }
+
+    fn newest_open_request(&self, machine_id: &str) -> Option<&OpenRequest> {
+        self.open_by_machine
+            .get(machine_id)?
+            .values()
+            .max_by(|a, b| (a.event_time, &a.request_id).cmp(&(b.event_time, &b.request_id)))
+    }
+
+    fn latest_prediction(&self, entry: &PredictionEntry) -> LatestPrediction {
+        LatestPrediction {
+            prediction: entry.latest.clone(),
+            maintenance_request_open: self.open_by_machine.contains_key(&entry.latest.machine_id),
+        }
+    }
+
+    /// The latest prediction of every machine (of one urgency, if given), most urgent first.
+    pub(crate) fn predictions(
+        &self,
+        timestamp: String,
+        urgency: Option<Urgency>,
+        limit: Option<usize>,
+    ) -> PredictionList {
+        let mut matching: Vec<&PredictionEntry> = self
+            .predictions
+            .values()
+            .filter(|e| urgency.is_none_or(|u| e.latest.urgency == u))
+            .collect();
+        // `Urgency`'s order is the schema's: CRITICAL < HIGH < MEDIUM < LOW.
+        matching.sort_by(|a, b| {
+            let (a, b) = (&a.latest, &b.latest);
+            a.urgency
+                .cmp(&b.urgency)
+                .then(b.failure_probability.total_cmp(&a.failure_probability))
+                .then_with(|| a.machine_id.cmp(&b.machine_id))
+        });
+        let total = matching.len();
+        let predictions = matching
+            .into_iter()
+            .take(limit.unwrap_or(usize::MAX))
+            .map(|e| self.latest_prediction(e))
+            .collect();
+        PredictionList {
+            timestamp,
+            total,
+            predictions,
+        }
+    }
+
+    /// `None` when nothing (twin state, prediction, open request) is known of the machine.
+    pub(crate) fn machine_predictions(&self, id: &str) -> Option<MachinePredictions> {
+        let entry = self.predictions.get(id);
+        let open_request = self.newest_open_request(id).cloned();
+        if entry.is_none() && open_request.is_none() && !self.machines.contains_key(id) {
+            return None;
+        }
+        Some(MachinePredictions {
+            machine_id: id.to_string(),
+            latest: entry.map(|e| self.latest_prediction(e)),
+            history: entry
+                .map(|e| e.history.iter().rev().cloned().collect())
+                .unwrap_or_default(),
+            open_request,
+        })
     }
 
     pub(crate) fn machine(&self, id: &str) -> Option<MachineDetail> {
@@ -246,8 +479,8 @@ impl Model {
             open_requests: self.open_requests.len() as u64,
             ..MaintenanceAlerts::default()
         };
-        for u in self.latest_urgency.values() {
-            match u {
+        for e in self.predictions.values() {
+            match e.latest.urgency {
                 Urgency::Critical => alerts.critical += 1,
                 Urgency::High => alerts.high += 1,
                 Urgency::Medium => alerts.medium += 1,

@@ -50,6 +50,21 @@ pub fn urgency_symbol(u: Urgency) -> &'static str {
     }
 }
 
+/// Every urgency, most urgent first (the schema's order).
+pub const ALL_URGENCIES: [Urgency; 4] = [
+    Urgency::Critical,
+    Urgency::High,
+    Urgency::Medium,
+    Urgency::Low,
+];
+
+/// The urgency whose Avro symbol is `s`, ignoring ASCII case (`"critical"` or `"CRITICAL"`).
+pub fn parse_urgency(s: &str) -> Option<Urgency> {
+    ALL_URGENCIES
+        .into_iter()
+        .find(|u| urgency_symbol(*u).eq_ignore_ascii_case(s))
+}
+
 fn sensor_symbol(s: SensorKind) -> &'static str {
     s.symbol()
 }

@@ -498,6 +498,8 @@ async fn openapi_docs_and_static_pages() {
         "/api/v1/digital-twin/state",
         "/api/v1/digital-twin/machines/{id}",
         "/api/v1/dashboard/stats",
+        "/api/v1/predictive/predictions",
+        "/api/v1/predictive/machines/{id}",
         "/api/v1/query",
         "/api/v1/ingest/{topic}",
         "/api/v1/admin/checkpoint",
@@ -539,4 +541,372 @@ async fn openapi_docs_and_static_pages() {
     );
     assert_eq!(get(&r, "/assets/..%2Fsecret.txt").await.status, 404);
     assert_eq!(get(&r, "/assets/../secret.txt").await.status, 404);
+}
+
+/// A prediction with its own probability (the shared fixture fixes 0.5).
+fn prediction_p(machine_id: &str, urgency: Urgency, p: f64, t: i64) -> Payload {
+    let mut payload = prediction(machine_id, urgency, t);
+    if let Payload::FailurePrediction(f) = &mut payload {
+        f.failure_probability = p;
+    }
+    payload
+}
+
+fn ids(list: &Value) -> Vec<String> {
+    list["predictions"]
+        .as_array()
+        .expect("predictions array")
+        .iter()
+        .map(|p| p["machine_id"].as_str().expect("machine_id").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn predictions_route_latest_per_machine_most_urgent_first() {
+    let (state, views, _) = state_with(test_config());
+    let r = app(state);
+    let uri = "/api/v1/predictive/predictions";
+    let empty = get(&r, uri).await;
+    assert_eq!(empty.status, 200);
+    assert_eq!(empty.json()["total"], 0);
+    assert_eq!(empty.json()["predictions"], json!([]));
+
+    apply_all(
+        &views,
+        &[
+            prediction_p("m-1", Urgency::Critical, 0.99, T0 + 1),
+            prediction_p("m-3", Urgency::Low, 0.05, T0 + 2),
+            prediction_p("m-2", Urgency::High, 0.9, T0 + 3),
+            prediction_p("m-5", Urgency::High, 0.6, T0 + 4),
+            prediction_p("m-4", Urgency::Critical, 0.8, T0 + 5),
+            prediction_p("m-6", Urgency::High, 0.6, T0 + 6), // ties with m-5: machine id decides
+            prediction_p("m-7", Urgency::Medium, 0.3, T0 + 7),
+            // The latest prediction per machine wins: m-1 drops from CRITICAL to HIGH.
+            prediction_p("m-1", Urgency::High, 0.7, T0 + 8),
+            maintenance("m-2", "MR-m-2-1", MaintenanceAction::Open, T0 + 9),
+        ],
+    );
+    let all = get(&r, uri).await;
+    assert_eq!(all.status, 200);
+    let all = all.json();
+    assert_eq!(all["timestamp"], twinline_queries::time::rfc3339_ms(T0 + 9));
+    assert_eq!(all["total"], 7);
+    assert_eq!(
+        ids(&all),
+        ["m-4", "m-2", "m-1", "m-5", "m-6", "m-7", "m-3"],
+        "urgency, then failure_probability descending, then machine id"
+    );
+    let urgencies: Vec<&str> = all["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["urgency"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        urgencies,
+        ["CRITICAL", "HIGH", "HIGH", "HIGH", "HIGH", "MEDIUM", "LOW"]
+    );
+    // The whole object, field for field.
+    assert_eq!(
+        all["predictions"][1],
+        json!({
+            "event_id": format!("failure-predictions:twin-state/0/{}/0", T0 + 3),
+            "machine_id": "m-2",
+            "failure_probability": 0.9,
+            "time_to_failure_hours": 12.0,
+            "urgency": "HIGH",
+            "probability_1d": 0.1,
+            "probability_3d": 0.3,
+            "probability_7d": 0.5,
+            "rul_hours": 40.0,
+            "recommended_action": "inspect",
+            "predicted_at": twinline_queries::time::rfc3339_ms(T0 + 3),
+            "model_versions": {"rul": "1"},
+            "top_features": [{"name": "vib", "value": 3.0, "contribution": 0.2}],
+            "maintenance_request_open": true
+        })
+    );
+    assert_eq!(all["predictions"][2]["failure_probability"], 0.7);
+    assert_eq!(
+        all["predictions"][2]["predicted_at"],
+        twinline_queries::time::rfc3339_ms(T0 + 8)
+    );
+    let open: Vec<bool> = all["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["maintenance_request_open"].as_bool().unwrap())
+        .collect();
+    assert_eq!(open, [false, true, false, false, false, false, false]);
+
+    // Filter (any case), limit, both.
+    let high = get(&r, &format!("{uri}?urgency=high")).await.json();
+    assert_eq!(
+        (high["total"].clone(), ids(&high)),
+        (
+            json!(4),
+            vec!["m-2".to_string(), "m-1".into(), "m-5".into(), "m-6".into()]
+        )
+    );
+    let critical = get(&r, &format!("{uri}?urgency=CRITICAL")).await.json();
+    assert_eq!(ids(&critical), ["m-4"]);
+    let medium = get(&r, &format!("{uri}?urgency=Medium")).await.json();
+    assert_eq!(ids(&medium), ["m-7"]);
+    let top2 = get(&r, &format!("{uri}?limit=2")).await.json();
+    assert_eq!(
+        (top2["total"].clone(), ids(&top2)),
+        (json!(7), vec!["m-4".to_string(), "m-2".into()]),
+        "total counts every match, limit cuts the list"
+    );
+    let both = get(&r, &format!("{uri}?urgency=high&limit=1")).await.json();
+    assert_eq!(
+        (both["total"].clone(), ids(&both)),
+        (json!(4), vec!["m-2".to_string()])
+    );
+    let big = get(&r, &format!("{uri}?limit=10000")).await.json();
+    assert_eq!(ids(&big).len(), 7);
+    assert_eq!(
+        all,
+        get(&r, &format!("{uri}?unrelated=1")).await.json(),
+        "unknown keys are ignored"
+    );
+
+    for query in [
+        "urgency=urgent",
+        "urgency=",
+        "urgency=critical&urgency=low",
+        "limit=0",
+        "limit=10001",
+        "limit=-1",
+        "limit=ten",
+        "limit=",
+        "limit=2.5",
+    ] {
+        let bad = get(&r, &format!("{uri}?{query}")).await;
+        assert_eq!(bad.status, 400, "{query}");
+        let body = bad.json();
+        assert_eq!(body["error"], "bad_request", "{query}");
+        assert_eq!(body["type"], "invalid_parameter", "{query}");
+        assert!(!body["detail"].as_str().unwrap().is_empty(), "{query}");
+        assert_eq!(body.as_object().unwrap().len(), 3, "{query}: {body}");
+    }
+    let detail = get(&r, &format!("{uri}?urgency=urgent")).await.json();
+    assert!(
+        detail["detail"]
+            .as_str()
+            .unwrap()
+            .contains("CRITICAL, HIGH, MEDIUM, LOW"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
+async fn machine_predictions_route_history_open_request_and_404() {
+    // A small history bound, so the test sees it cut.
+    let views = std::sync::Arc::new(twinline_queries::Views::new(twinline_queries::ViewConfig {
+        history_per_machine: 3,
+        ..twinline_queries::ViewConfig::default()
+    }));
+    let backend = std::sync::Arc::new(FakeBackend::default());
+    let state = twinline_queries::ApiState::new(views.clone(), backend, test_config()).unwrap();
+    let r = app(state);
+
+    let missing = get(&r, "/api/v1/predictive/machines/m-1").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.error_type(), "unknown_machine");
+    assert_eq!(missing.json()["error"], "not_found");
+
+    // A machine with a twin state but no prediction yet is known.
+    apply_all(&views, &[twin("m-9", 1, MachineStatus::Running, 90.0, T0)]);
+    let quiet = get(&r, "/api/v1/predictive/machines/m-9").await;
+    assert_eq!(quiet.status, 200);
+    assert_eq!(
+        quiet.json(),
+        json!({"machine_id": "m-9", "latest": null, "history": [], "open_request": null})
+    );
+
+    let urgencies = [
+        Urgency::Low,
+        Urgency::Medium,
+        Urgency::High,
+        Urgency::Critical,
+        Urgency::High,
+    ];
+    let batch: Vec<Payload> = urgencies
+        .iter()
+        .enumerate()
+        .map(|(i, u)| prediction_p("m-1", *u, 0.1 * (i + 1) as f64, T0 + 10 * (i as i64 + 1)))
+        .chain([prediction("m-2", Urgency::Low, T0 + 60)])
+        .collect();
+    apply_all(&views, &batch);
+    let open = Payload::MaintenanceRequest(MaintenanceRequest {
+        event_id: "maintenance-requests:failure-predictions/0/4/0".into(),
+        source: Source {
+            topic: "failure-predictions".into(),
+            partition: 0,
+            offset: 4,
+        },
+        machine_id: "m-1".into(),
+        event_time: T0 + 40,
+        request_id: "MR-m-1-1".into(),
+        action: MaintenanceAction::Open,
+        urgency: Urgency::Critical,
+        reason: "predicted failure in 12.0 h".into(),
+        prediction_event_id: Some(format!("failure-predictions:twin-state/0/{}/0", T0 + 40)),
+    });
+    apply_all(&views, &[open]);
+
+    let m = get(&r, "/api/v1/predictive/machines/m-1").await;
+    assert_eq!(m.status, 200);
+    let m = m.json();
+    assert_eq!(m["machine_id"], "m-1");
+    let times: Vec<String> = m["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["predicted_at"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        times,
+        [T0 + 50, T0 + 40, T0 + 30].map(twinline_queries::time::rfc3339_ms),
+        "newest first, bounded by history_per_machine"
+    );
+    let hist_urgency: Vec<&str> = m["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["urgency"].as_str().unwrap())
+        .collect();
+    assert_eq!(hist_urgency, ["HIGH", "CRITICAL", "HIGH"]);
+    assert!(m["history"][0].get("maintenance_request_open").is_none());
+    // `latest` is the newest history entry plus the live request flag.
+    let mut latest = m["latest"].clone();
+    assert_eq!(latest["maintenance_request_open"], true);
+    latest
+        .as_object_mut()
+        .unwrap()
+        .remove("maintenance_request_open");
+    assert_eq!(latest, m["history"][0]);
+    assert_eq!(latest["failure_probability"], 0.5);
+    assert_eq!(
+        m["open_request"],
+        json!({
+            "request_id": "MR-m-1-1",
+            "event_id": "maintenance-requests:failure-predictions/0/4/0",
+            "machine_id": "m-1",
+            "urgency": "CRITICAL",
+            "reason": "predicted failure in 12.0 h",
+            "opened_at": twinline_queries::time::rfc3339_ms(T0 + 40),
+            "prediction_event_id": format!("failure-predictions:twin-state/0/{}/0", T0 + 40)
+        })
+    );
+    // Another machine's request is not this one's.
+    let m2 = get(&r, "/api/v1/predictive/machines/m-2").await.json();
+    assert_eq!(m2["open_request"], Value::Null);
+    assert_eq!(m2["latest"]["maintenance_request_open"], false);
+    assert_eq!(m2["history"].as_array().unwrap().len(), 1);
+    let stats = get(&r, "/api/v1/dashboard/stats").await.json();
+    assert_eq!(
+        stats["maintenance_alerts"],
+        json!({"critical": 0, "high": 1, "medium": 0, "low": 1, "open_requests": 1})
+    );
+
+    // The CLOSE clears it everywhere.
+    apply_all(
+        &views,
+        &[maintenance(
+            "m-1",
+            "MR-m-1-1",
+            MaintenanceAction::Close,
+            T0 + 70,
+        )],
+    );
+    let closed = get(&r, "/api/v1/predictive/machines/m-1").await.json();
+    assert_eq!(closed["open_request"], Value::Null);
+    assert_eq!(closed["latest"]["maintenance_request_open"], false);
+    assert_eq!(closed["history"], m["history"], "history is untouched");
+    let list = get(&r, "/api/v1/predictive/predictions").await.json();
+    assert_eq!(ids(&list), ["m-1", "m-2"]);
+    assert_eq!(list["predictions"][0]["maintenance_request_open"], false);
+    assert_eq!(
+        get(&r, "/api/v1/dashboard/stats").await.json()["maintenance_alerts"]["open_requests"],
+        0
+    );
+    assert_eq!(
+        get(&r, "/api/v1/predictive/machines/m-404").await.status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn predictive_routes_need_a_read_token_when_configured() {
+    let (state, views, _) = state_with(ApiConfig {
+        read_requires_token: true,
+        ..test_config()
+    });
+    let r = app(state);
+    apply_all(&views, &[prediction("m-1", Urgency::High, T0)]);
+    for uri in [
+        "/api/v1/predictive/predictions",
+        "/api/v1/predictive/predictions?urgency=nope",
+        "/api/v1/predictive/machines/m-1",
+    ] {
+        let none = get(&r, uri).await;
+        assert_eq!(
+            (none.status.as_u16(), none.error_type()),
+            (401, "missing_token".to_string()),
+            "{uri}: the token is checked before the parameters"
+        );
+        assert_eq!(none.headers[header::WWW_AUTHENTICATE], "Bearer");
+        let bogus = send(&r, Method::GET, uri, Some("bogus"), None).await;
+        assert_eq!(
+            (bogus.status.as_u16(), bogus.error_type()),
+            (401, "invalid_token".to_string()),
+            "{uri}"
+        );
+    }
+    for t in ["read-token", "write-token", "admin-token"] {
+        let list = send(
+            &r,
+            Method::GET,
+            "/api/v1/predictive/predictions",
+            Some(t),
+            None,
+        )
+        .await;
+        assert_eq!(list.status, 200, "{t}");
+        assert_eq!(ids(&list.json()), ["m-1"]);
+        let one = send(
+            &r,
+            Method::GET,
+            "/api/v1/predictive/machines/m-1",
+            Some(t),
+            None,
+        )
+        .await;
+        assert_eq!(one.status, 200, "{t}");
+        assert_eq!(one.json()["latest"]["urgency"], "HIGH");
+    }
+    // With a valid token the parameters are checked.
+    let bad = send(
+        &r,
+        Method::GET,
+        "/api/v1/predictive/predictions?urgency=nope",
+        Some("read-token"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (bad.status.as_u16(), bad.error_type()),
+        (400, "invalid_parameter".to_string())
+    );
+
+    // Without `read_requires_token` no token is needed.
+    let (state, _, _) = state_with(test_config());
+    assert_eq!(
+        get(&app(state), "/api/v1/predictive/predictions")
+            .await
+            .status,
+        200
+    );
 }

@@ -63,6 +63,11 @@ async fn incremental_views_equal_one_shot_application() {
         }
         assert_eq!(one.factory_state(), split.factory_state());
         assert_eq!(one.dashboard_stats(), split.dashboard_stats());
+        assert_eq!(one.predictions(None, None), split.predictions(None, None));
+        for m in 0..12 {
+            let id = machine(m);
+            assert_eq!(one.machine_predictions(&id), split.machine_predictions(&id));
+        }
         assert_eq!(one.counters(), split.counters());
 
         let qa = QueryEngine::new(one.clone(), QueryConfig::default()).unwrap();
@@ -261,4 +266,167 @@ fn model_tracks_history_alerts_and_ignores_unread_topics() {
     assert_eq!(c.events_by_topic["images"], 1);
     assert_eq!(c.rows_by_table["sensor_readings"], 1);
     assert_eq!(views.latest_event_time(), Some(T0 + 201));
+}
+
+/// The predictive documents equal a recomputation over the event list: latest prediction per
+/// machine by log order, the last `bound` predictions newest first, open requests by replaying
+/// OPEN/CLOSE by request id (the generator reuses request ids across machines).
+#[test]
+fn predictive_model_equals_recomputation_from_the_events() {
+    let mut events = mixed_events(11, 8_000, 9);
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    // The fixture's probability is constant; quarters give both an order and ties.
+    for (_, _, _, payload) in &mut events {
+        if let Payload::FailurePrediction(p) = payload {
+            p.failure_probability = f64::from(rng.gen_range(0..4u8)) / 4.0;
+        }
+    }
+    let bound = 4;
+    let views = Views::new(ViewConfig {
+        history_per_machine: bound,
+        ..ViewConfig::default()
+    });
+    let mut i = 0;
+    while i < events.len() {
+        let n = rng.gen_range(1..=200).min(events.len() - i);
+        views.apply(&as_view_events(&events[i..i + n]));
+        i += n;
+    }
+
+    let mut predictions: BTreeMap<String, Vec<&FailurePrediction>> = BTreeMap::new();
+    let mut open: BTreeMap<String, &MaintenanceRequest> = BTreeMap::new();
+    for (_, _, _, payload) in &events {
+        match payload {
+            Payload::FailurePrediction(p) => {
+                predictions.entry(p.machine_id.clone()).or_default().push(p)
+            }
+            Payload::MaintenanceRequest(m) => match m.action {
+                MaintenanceAction::Open => {
+                    open.insert(m.request_id.clone(), m);
+                }
+                MaintenanceAction::Close => {
+                    open.remove(&m.request_id);
+                }
+            },
+            _ => {}
+        }
+    }
+    assert!(
+        predictions.len() >= 5 && !open.is_empty(),
+        "the seed covers the cases"
+    );
+    let has_open = |id: &str| open.values().any(|m| m.machine_id == id);
+
+    let mut expected: Vec<(Urgency, f64, String, String, bool)> = predictions
+        .iter()
+        .map(|(id, ps)| {
+            let p = ps.last().unwrap();
+            (
+                p.urgency,
+                -p.failure_probability,
+                id.clone(),
+                p.event_id.clone(),
+                has_open(id),
+            )
+        })
+        .collect();
+    expected.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then(a.1.total_cmp(&b.1))
+            .then_with(|| a.2.cmp(&b.2))
+    });
+    let list = views.predictions(None, None);
+    assert_eq!(list.total, expected.len());
+    let got: Vec<(Urgency, f64, String, String, bool)> = list
+        .predictions
+        .iter()
+        .map(|l| {
+            let p = &l.prediction;
+            (
+                p.urgency,
+                -p.failure_probability,
+                p.machine_id.clone(),
+                p.event_id.clone(),
+                l.maintenance_request_open,
+            )
+        })
+        .collect();
+    assert_eq!(got, expected);
+    for u in [
+        Urgency::Critical,
+        Urgency::High,
+        Urgency::Medium,
+        Urgency::Low,
+    ] {
+        let only = views.predictions(Some(u), Some(2));
+        let all_u: Vec<&String> = expected.iter().filter(|e| e.0 == u).map(|e| &e.2).collect();
+        assert_eq!(only.total, all_u.len(), "{u:?}");
+        let got: Vec<&String> = only
+            .predictions
+            .iter()
+            .map(|l| &l.prediction.machine_id)
+            .collect();
+        assert_eq!(got, all_u.into_iter().take(2).collect::<Vec<_>>(), "{u:?}");
+    }
+
+    for m in 0..9 {
+        let id = machine(m);
+        let detail = views
+            .machine_predictions(&id)
+            .expect("every machine is seen");
+        let ps = predictions.get(&id).map(Vec::as_slice).unwrap_or_default();
+        let want: Vec<&str> = ps
+            .iter()
+            .rev()
+            .take(bound)
+            .map(|p| p.event_id.as_str())
+            .collect();
+        let got: Vec<&str> = detail.history.iter().map(|p| p.event_id.as_str()).collect();
+        assert_eq!(got, want, "{id}: newest first, at most {bound}");
+        assert_eq!(
+            detail
+                .latest
+                .as_ref()
+                .map(|l| l.prediction.event_id.as_str()),
+            ps.last().map(|p| p.event_id.as_str()),
+            "{id}"
+        );
+        let newest_open = open
+            .values()
+            .filter(|r| r.machine_id == id)
+            .max_by(|a, b| (a.event_time, &a.request_id).cmp(&(b.event_time, &b.request_id)));
+        assert_eq!(
+            detail.open_request.as_ref().map(|r| r.request_id.as_str()),
+            newest_open.map(|r| r.request_id.as_str()),
+            "{id}"
+        );
+    }
+    assert_eq!(
+        views.dashboard_stats().maintenance_alerts.open_requests,
+        open.len() as u64
+    );
+}
+
+#[test]
+fn prediction_history_bound_zero_keeps_only_the_latest() {
+    let views = Views::new(ViewConfig {
+        history_per_machine: 0,
+        ..ViewConfig::default()
+    });
+    apply_all(
+        &views,
+        &[
+            prediction("m-1", Urgency::Low, T0),
+            prediction("m-1", Urgency::Critical, T0 + 1),
+        ],
+    );
+    let d = views.machine_predictions("m-1").unwrap();
+    assert!(d.history.is_empty());
+    let latest = d.latest.unwrap();
+    assert_eq!(latest.prediction.urgency, Urgency::Critical);
+    assert_eq!(
+        latest.prediction.predicted_at,
+        twinline_queries::time::rfc3339_ms(T0 + 1)
+    );
+    assert!(views.machine_predictions("m-2").is_none());
 }

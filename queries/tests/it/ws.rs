@@ -72,6 +72,16 @@ async fn hello_then_documents_then_push_on_change() {
     );
     let pushed = next_json(&mut ws).await;
     assert_eq!(pushed["type"], "twin_state");
+    // Stamped with the server's wall clock at render time, for lag measurement.
+    let sent = pushed["sent_at_ms"].as_i64().expect("sent_at_ms");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    assert!(
+        sent <= now && now - sent < 10_000,
+        "sent_at_ms {sent} vs now {now}"
+    );
     assert_eq!(pushed["data"]["machines"].as_array().unwrap().len(), 2);
     let pushed_stats = next_json(&mut ws).await;
     assert_eq!(pushed_stats["data"]["status_breakdown"]["ERROR"], 1);

@@ -1,0 +1,191 @@
+//! The maintenance flow as a user sees it, through the real binary: a simulated machine wears,
+//! the predictive processor (ONNX models from `models/predictive`) raises a critical
+//! prediction, a maintenance request is opened, the dashboard stats pushed over the WebSocket
+//! show the alert, and the request's audit chain leads back to the input records.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+use twinline_tests::{free_port, http_get_json, ort_library, repo_root, twinline, Server};
+
+#[test]
+fn wear_to_prediction_to_request_to_websocket() {
+    let ort = ort_library();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = data.to_str().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    // A held-out plant (seed not used in training) over 12 days at 10 s sensor period, paced at
+    // 40 000 event-seconds per wall second (~26 s), so pushes arrive while machines wear.
+    let models = repo_root().join("models");
+    let server = Server::start(
+        &[
+            "run",
+            "--data",
+            d,
+            "--simulate",
+            "--machines",
+            "4",
+            "--seed",
+            "2024",
+            "--duration",
+            "12d",
+            "--speed",
+            "40000",
+            "--listen",
+            &listen,
+        ],
+        &[
+            ("TWINLINE_SIMULATOR__SENSOR_INTERVAL_MS", "10000"),
+            ("TWINLINE_SIMULATOR__HEARTBEAT_INTERVAL_MS", "60000"),
+            ("TWINLINE_SIMULATOR__IMAGE_SIZE", "16"),
+            ("TWINLINE_SIMULATOR__IMAGE_POOL_SIZE", "2"),
+            ("TWINLINE_API__WS_PUSH_INTERVAL_MS", "500"),
+            ("TWINLINE_MODELS__DIR", models.to_str().unwrap()),
+            ("ORT_DYLIB_PATH", ort.to_str().unwrap()),
+        ],
+        &listen,
+    );
+
+    // 1. The WebSocket shows a critical alert and an open request while the plant runs.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let alert = rt.block_on(async {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://{listen}/api/v1/ws/stream"))
+                .await
+                .expect("websocket connects");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+        loop {
+            let msg = tokio::time::timeout_at(deadline, ws.next())
+                .await
+                .expect("a critical alert pushed within 240 s")
+                .expect("stream open")
+                .expect("no error");
+            let Message::Text(t) = msg else { continue };
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            if v["type"] == "dashboard_stats" {
+                let alerts = &v["data"]["maintenance_alerts"];
+                if alerts["critical"].as_u64().unwrap_or(0) >= 1
+                    && alerts["open_requests"].as_u64().unwrap_or(0) >= 1
+                {
+                    return v;
+                }
+            }
+        }
+    });
+    assert!(alert["sent_at_ms"].as_i64().is_some());
+
+    // 2. The same alert through the HTTP API.
+    let stats = http_get_json(&listen, "/api/v1/dashboard/stats");
+    assert!(stats["maintenance_alerts"].is_object(), "{stats}");
+
+    // Let the simulated 12 days finish, then stop the server gracefully (final checkpoint).
+    let t0 = Instant::now();
+    loop {
+        let s = http_get_json(&listen, "/api/v1/dashboard/stats");
+        if s["timestamp"].as_str().unwrap_or("") >= "2026-01-12T23:00:00" {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "the plant did not reach day 12: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    server.stop();
+
+    // 3. In the log: every wear failure the models had a day to see coming was preceded by an
+    // open maintenance request for that machine, raised at critical or high urgency.
+    let requests = dump(d, "maintenance-requests");
+    let opens: Vec<&Value> = requests
+        .iter()
+        .map(|r| &r["value"])
+        .filter(|v| v["action"] == "OPEN")
+        .collect();
+    assert!(!opens.is_empty(), "no maintenance request was opened");
+    for v in &opens {
+        assert!(
+            v["urgency"] == "CRITICAL" || v["urgency"] == "HIGH",
+            "request opened at {}",
+            v["urgency"]
+        );
+    }
+    let mut faults: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut maint_done: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    for r in dump(d, "machine-events") {
+        let v = &r["value"];
+        let m = v["machine_id"].as_str().unwrap().to_string();
+        let t = v["event_time"].as_i64().unwrap();
+        match v["kind"].as_str().unwrap() {
+            "FAULT" => faults.entry(m).or_default().push(t),
+            "MAINTENANCE_FINISHED" => maint_done.entry(m).or_default().push(t),
+            _ => {}
+        }
+    }
+    let mut warned = 0;
+    let mut failures = 0;
+    for (m, ts) in &faults {
+        for &f in ts {
+            // Life since the last repair (fault or maintenance) on this machine.
+            let since = ts
+                .iter()
+                .chain(maint_done.get(m).into_iter().flatten())
+                .filter(|&&t| t < f)
+                .max()
+                .copied()
+                .unwrap_or(1_767_225_600_000);
+            if f - since < 86_400_000 {
+                continue;
+            }
+            failures += 1;
+            if opens.iter().any(|v| {
+                v["machine_id"] == m.as_str() && {
+                    let t = v["event_time"].as_i64().unwrap();
+                    t >= since && t < f
+                }
+            }) {
+                warned += 1;
+            }
+        }
+    }
+    assert!(
+        failures >= 2,
+        "the plant should fail a few times: {faults:?}"
+    );
+    assert!(
+        warned * 2 >= failures,
+        "a request preceded only {warned} of {failures} failures"
+    );
+
+    // 4. The audit chain of a request ends at an input record.
+    let id = opens[0]["event_id"].as_str().unwrap();
+    let out = twinline(&["audit", "--data", d, id]);
+    let steps: Vec<Value> = serde_json::Deserializer::from_slice(&out.stdout)
+        .into_iter::<Value>()
+        .map(Result::unwrap)
+        .collect();
+    assert!(steps.len() >= 2, "{steps:?}");
+    assert_eq!(steps[0]["record"]["topic"], "maintenance-requests");
+    let last = &steps.last().unwrap()["record"]["topic"];
+    assert!(
+        ["sensor-readings", "machine-events", "images", "job-events"]
+            .contains(&last.as_str().unwrap()),
+        "audit chain ends at {last}"
+    );
+}
+
+fn dump(data: &str, topic: &str) -> Vec<Value> {
+    let out = twinline(&["log", "dump", "--data", data, "--topic", topic]);
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
