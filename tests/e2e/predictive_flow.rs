@@ -104,8 +104,9 @@ fn wear_to_prediction_to_request_to_websocket() {
 
     // 3. In the log: requests are opened at critical or high urgency only, and a wear failure is
     // preceded by an open request for its machine. (In the pipeline fewer failures are warned
-    // of than in the processor-level test, which warns of 3 in 4: a known gap, see the issue
-    // note; this test asserts the flow, the processor test asserts the rate.)
+    // of than in the processor-level test, whose harness derives defects from the simulator's
+    // ground truth where the pipeline has no vision processor yet: a known gap, see README.
+    // This test asserts the flow; the processor test asserts the rate.)
     let requests = dump(d, "maintenance-requests");
     let opens: Vec<&Value> = requests
         .iter()
