@@ -91,16 +91,7 @@ pub fn run(mut cfg: Config, args: BenchArgs) -> Result<()> {
     let cpu_before = process_cpu_seconds();
     let live = tmp.join("live");
     let started = Instant::now();
-    let pipeline = EmbeddedPipeline::start(
-        &cfg,
-        &live,
-        StartOptions {
-            simulate: None,
-            until_caught_up: false,
-            factory: None,
-            views: true,
-        },
-    )?;
+    let pipeline = start_fed_by_bench(&cfg, &live)?;
     {
         let mut ing = pipeline.ingestor.lock();
         for chunk in events.chunks(4096) {
@@ -228,6 +219,20 @@ fn print_api(api: &super::bench_api::ApiFigures) {
     }
 }
 
+/// A pipeline with views and no simulator: the bench appends the input itself.
+fn start_fed_by_bench(cfg: &Config, dir: &std::path::Path) -> Result<EmbeddedPipeline> {
+    EmbeddedPipeline::start(
+        cfg,
+        dir,
+        StartOptions {
+            simulate: None,
+            until_caught_up: false,
+            factory: None,
+            views: true,
+        },
+    )
+}
+
 fn tempfile_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
     let d = dir.unwrap_or_else(|| {
         std::env::temp_dir().join(format!("twinline-bench-{}", std::process::id()))
@@ -264,16 +269,7 @@ fn freshness(
     rate: u64,
     secs: u64,
 ) -> Result<(f64, f64, usize)> {
-    let pipeline = EmbeddedPipeline::start(
-        cfg,
-        dir,
-        StartOptions {
-            simulate: None,
-            until_caught_up: false,
-            factory: None,
-            views: true,
-        },
-    )?;
+    let pipeline = start_fed_by_bench(cfg, dir)?;
     let per_batch = (rate / 100).max(1) as usize;
     let mut lat = Vec::new();
     let mut sent = 0u64; // records the views will hold (images have no view)
