@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use parking_lot::Mutex;
 use tracing::info;
+use twinline_log::EventLog;
 use twinline_queries::api::{ApiBackend, IngestAck};
 use twinline_queries::views::Views;
 use twinline_schemas::{Payload, Topic};
@@ -108,12 +109,16 @@ impl EmbeddedPipeline {
             views_caught_up.store(true, Ordering::Release);
             None
         };
+        let resume = match &opts.simulate {
+            Some(sim) => simulator_resume_point(&store, &sim.config)?,
+            None => 0,
+        };
         let producer = opts.simulate.map(|sim| {
             let (ing, ctl) = (ingestor.clone(), control.clone());
             std::thread::Builder::new()
                 .name("simulator".into())
                 .spawn(move || {
-                    let r = run_simulator(sim, &ing, &ctl);
+                    let r = run_simulator(sim, resume, &ing, &ctl);
                     ctl.producers_done.store(true, Ordering::Release);
                     r
                 })
@@ -227,22 +232,108 @@ impl EmbeddedPipeline {
     }
 }
 
-fn run_simulator(opts: SimOptions, ingestor: &Mutex<Ingestor>, control: &Control) -> Result<()> {
+/// File in the data directory recording the simulator settings that fed it.
+const SIM_MARKER: &str = "simulator.json";
+
+/// How many simulator events the log already holds, so a restarted `run --simulate` continues
+/// the same plant instead of starting it over. The simulator is deterministic, so skipping that
+/// many events reproduces the rest of the sequence. Its settings are recorded in the data
+/// directory on first use; another plant (any setting but the duration differs) is refused,
+/// since it would interleave two histories in one log.
+fn simulator_resume_point(store: &Store, config: &twinline_sim::SimConfig) -> Result<u64> {
+    let marker = store.dir.join(SIM_MARKER);
+    let comparable = |c: &twinline_sim::SimConfig| -> Result<serde_json::Value> {
+        let mut v = serde_json::to_value(c)?;
+        if let Some(o) = v.as_object_mut() {
+            o.remove("duration_ms"); // extending or shortening the run is the same plant
+        }
+        Ok(v)
+    };
+    let mut held = 0u64;
+    for t in Topic::ALL.iter().filter(|t| t.is_input()) {
+        for p in 0..store.log.partitions(t.name())? {
+            held += store.log.end_offset(t.name(), p)?;
+        }
+    }
+    match std::fs::read(&marker) {
+        Ok(bytes) => {
+            let recorded: twinline_sim::SimConfig = serde_json::from_slice(&bytes)
+                .with_context(|| format!("reading {}", marker.display()))?;
+            if comparable(&recorded)? != comparable(config)? {
+                anyhow::bail!(
+                    "{} was fed by a simulator with other settings ({}); use a fresh --data \
+                     directory or the same simulator settings",
+                    store.dir.display(),
+                    marker.display()
+                );
+            }
+            if held > 0 {
+                info!(
+                    events = held,
+                    "simulator resumes after the events already in the log"
+                );
+            }
+            Ok(held)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if held > 0 {
+                anyhow::bail!(
+                    "{} already holds {held} input events not written by `run --simulate`; \
+                     simulate into a fresh --data directory",
+                    store.dir.display()
+                );
+            }
+            let tmp = marker.with_extension("json.tmp");
+            std::fs::write(&tmp, serde_json::to_vec_pretty(config)?)?;
+            std::fs::rename(&tmp, &marker)?;
+            Ok(0)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", marker.display())),
+    }
+}
+
+fn run_simulator(
+    opts: SimOptions,
+    resume: u64,
+    ingestor: &Mutex<Ingestor>,
+    control: &Control,
+) -> Result<()> {
     let mut sim = twinline_sim::Simulator::new(opts.config.clone()).context("simulator config")?;
-    let start_event_time = opts.config.start_time_ms;
-    let wall_start = Instant::now();
     let mut buf: Vec<Payload> = Vec::with_capacity(4096);
+    // Regenerate and drop what the log already holds.
+    let mut skipped = 0u64;
+    let mut more = true;
+    let mut carry: Vec<Payload> = Vec::new();
+    while skipped < resume && more {
+        buf.clear();
+        more = sim.next_batch(4096, &mut buf);
+        let left = (resume - skipped) as usize;
+        if buf.len() > left {
+            carry.extend(buf.drain(left..));
+        }
+        skipped += buf.len() as u64;
+    }
+    // Pacing counts from the first event this run appends.
+    let mut start_event_time = carry.first().map(Payload::event_time);
+    let wall_start = Instant::now();
     let mut total = 0u64;
-    loop {
+    if !carry.is_empty() {
+        ingestor.lock().ingest(&carry).context("simulator append")?;
+        total += carry.len() as u64;
+    }
+    while more {
         if control.shutdown.load(Ordering::Relaxed) {
             break;
         }
         buf.clear();
-        let more = sim.next_batch(if opts.realtime { 256 } else { 4096 }, &mut buf);
+        more = sim.next_batch(if opts.realtime { 256 } else { 4096 }, &mut buf);
+        let base = *start_event_time.get_or_insert_with(|| {
+            buf.first()
+                .map_or(opts.config.start_time_ms, Payload::event_time)
+        });
         if let (true, Some(last)) = (opts.realtime, buf.last()) {
             let due = Duration::from_secs_f64(
-                ((last.event_time() - start_event_time).max(0) as f64 / 1000.0)
-                    / opts.speed.max(1e-6),
+                ((last.event_time() - base).max(0) as f64 / 1000.0) / opts.speed.max(1e-6),
             );
             let elapsed = wall_start.elapsed();
             if due > elapsed {
@@ -258,9 +349,6 @@ fn run_simulator(opts: SimOptions, ingestor: &Mutex<Ingestor>, control: &Control
         if !buf.is_empty() {
             ingestor.lock().ingest(&buf).context("simulator append")?;
             total += buf.len() as u64;
-        }
-        if !more {
-            break;
         }
     }
     info!(events = total, "simulator finished");

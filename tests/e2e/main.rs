@@ -4,3 +4,4 @@ mod crash_recovery;
 mod dead_letters;
 mod predictive_flow;
 mod replay;
+mod sim_resume;
