@@ -56,18 +56,6 @@ pub fn drive(
     let mut last_tick = i64::MIN;
     let mut derived: Vec<(Position, Payload)> = Vec::new();
 
-    let next_position = |topic: Topic, origin: u64, offsets: &mut HashMap<Topic, u64>| {
-        let o = offsets.entry(topic).or_insert(0);
-        let p = Position {
-            topic,
-            partition: 0,
-            offset: *o,
-            origin,
-        };
-        *o += 1;
-        p
-    };
-
     while sim.next_batch(4096, &mut batch) {
         // Part labels recorded since the last batch (the images of this batch among them).
         let parts = &sim.ground_truth().parts;
@@ -108,18 +96,13 @@ pub fn drive(
             twin.on_event(&event, &mut emitter)
                 .map_err(|e| e.to_string())?;
             consumer(Item::Event(&event))?;
-            for e in emitter.drain() {
-                derived.push((next_position(e.topic, origin, &mut offsets), e.payload));
-            }
-            for (p, d) in derived.drain(..) {
-                let ev = Event {
-                    position: p,
-                    event_time: d.event_time(),
-                    key: d.key(),
-                    payload: &d,
-                };
-                consumer(Item::Event(&ev))?;
-            }
+            forward_twin_output(
+                &mut emitter,
+                &mut derived,
+                origin,
+                &mut offsets,
+                &mut consumer,
+            )?;
             if t > watermark {
                 watermark = t;
                 let tick = t.div_euclid(TICK_MS);
@@ -128,23 +111,54 @@ pub fn drive(
                     twin.on_watermark(tick * TICK_MS, &mut emitter)
                         .map_err(|e| e.to_string())?;
                     consumer(Item::Watermark(tick * TICK_MS))?;
-                    for e in emitter.drain() {
-                        derived.push((next_position(e.topic, origin, &mut offsets), e.payload));
-                    }
-                    for (p, d) in derived.drain(..) {
-                        let ev = Event {
-                            position: p,
-                            event_time: d.event_time(),
-                            key: d.key(),
-                            payload: &d,
-                        };
-                        consumer(Item::Event(&ev))?;
-                    }
+                    forward_twin_output(
+                        &mut emitter,
+                        &mut derived,
+                        origin,
+                        &mut offsets,
+                        &mut consumer,
+                    )?;
                 }
             }
         }
     }
     Ok(sim)
+}
+
+/// The next offset of `topic` in the harness's single-partition log.
+fn next_position(topic: Topic, origin: u64, offsets: &mut HashMap<Topic, u64>) -> Position {
+    let o = offsets.entry(topic).or_insert(0);
+    let p = Position {
+        topic,
+        partition: 0,
+        offset: *o,
+        origin,
+    };
+    *o += 1;
+    p
+}
+
+/// Hands what the twin just emitted to the consumer, each with its own log position.
+fn forward_twin_output(
+    emitter: &mut Emitter,
+    derived: &mut Vec<(Position, Payload)>,
+    origin: u64,
+    offsets: &mut HashMap<Topic, u64>,
+    consumer: &mut impl FnMut(Item<'_>) -> Result<(), String>,
+) -> Result<(), String> {
+    for e in emitter.drain() {
+        derived.push((next_position(e.topic, origin, offsets), e.payload));
+    }
+    for (p, d) in derived.drain(..) {
+        let ev = Event {
+            position: p,
+            event_time: d.event_time(),
+            key: d.key(),
+            payload: &d,
+        };
+        consumer(Item::Event(&ev))?;
+    }
+    Ok(())
 }
 
 /// Index of machine `id` (`M001` -> 0) in the ground truth.

@@ -144,14 +144,14 @@ impl ApiState {
             ..QueryConfig::default()
         };
         let engine = QueryEngine::new(views.clone(), query)?;
-        let config_ws_queue = config.ws_queue;
+        let snapshots = Arc::new(snapshot::SnapshotCache::new((config.ws_queue / 2).max(1)));
         Ok(ApiState {
             views,
             engine,
             backend,
             config: Arc::new(config),
             metrics: Arc::new(ApiMetrics::default()),
-            snapshots: Arc::new(snapshot::SnapshotCache::new((config_ws_queue / 2).max(1))),
+            snapshots,
         })
     }
 
