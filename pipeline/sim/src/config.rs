@@ -4,6 +4,8 @@
 //! default, so an empty table is a valid config. Unknown keys are rejected so that a typo does not
 //! silently fall back to a default.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::SimError;
@@ -94,6 +96,14 @@ pub struct SimConfig {
     /// Pre-encoded PNGs per variant (clean + each defect type); `0` encodes every image afresh.
     /// Default 16.
     pub image_pool_size: usize,
+    /// Directory of a labelled image library (`models/vision/simset`: `labels.json` plus the PNGs
+    /// it lists); `None` (default) = procedural images. When set, part images are the library's
+    /// files served byte for byte, so `image_size` and `image_pool_size` do not apply to them; the
+    /// defect draw is the same as for procedural images. A relative path is taken from the
+    /// working directory. Omitted from serialized configs while `None`, so that configs recorded
+    /// before this field existed still compare equal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image_library: Option<PathBuf>,
     /// Part defect probability model.
     pub defects: DefectParams,
     /// Rate of random faults unrelated to wear, per machine per running hour. Default 0.002.
@@ -138,6 +148,7 @@ impl Default for SimConfig {
             image_every_part: true,
             image_size: 64,
             image_pool_size: 16,
+            image_library: None,
             defects: DefectParams::default(),
             fault_rate_per_hour: 0.002,
             repair_delay_ms: Span::new(10 * MS_PER_MINUTE, 45 * MS_PER_MINUTE),

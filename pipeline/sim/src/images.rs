@@ -1,7 +1,10 @@
-//! Part images: the `ImageSource` trait and the built-in procedural grey surfaces with drawn defects.
+//! Part images: the `ImageSource` trait, the built-in procedural grey surfaces with drawn defects,
+//! and a labelled image library read from disk (the vision model's held-out simulator set).
 //!
 //! The vision work replaces the procedural source with photos; the simulator only needs an encoded
 //! image and the ground-truth label of what is on it, so that is all the trait asks for.
+
+use std::path::{Path, PathBuf};
 
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, GrayImage, ImageEncoder, Luma};
@@ -266,13 +269,211 @@ impl ImageSource for ProceduralImages {
                 Err(_) => (self.fallback.clone(), None),
             };
         }
-        let pool = &self.pools[label.map_or(0, |l| 1 + l.index())];
+        let pool = &self.pools[slot(label)];
         (pool[rng.gen_range(0..pool.len())].clone(), label)
+    }
+}
+
+/// Pool index of a label in the sources' per-class pools: 0 = clean, then `DefectLabel::ALL` order.
+fn slot(label: Option<DefectLabel>) -> usize {
+    label.map_or(0, |l| 1 + l.index())
+}
+
+/// Number of classes a part can show: clean plus every `DefectLabel`.
+const CLASSES: usize = 1 + DefectLabel::ALL.len();
+
+/// The label-file name of the class in pool `slot` (`none` for clean).
+fn class_name(slot: usize) -> &'static str {
+    match slot {
+        0 => "none",
+        i => DefectLabel::ALL[i - 1].as_str(),
+    }
+}
+
+/// Maps a label-file `type` to a class: `Some(None)` = clean, `None` = not a class we know.
+fn parse_class(kind: &str) -> Option<Option<DefectLabel>> {
+    if kind == "none" {
+        return Some(None);
+    }
+    DefectLabel::ALL
+        .into_iter()
+        .find(|l| l.as_str() == kind)
+        .map(Some)
+}
+
+/// The eight bytes every PNG file starts with.
+const PNG_SIGNATURE: [u8; 8] = [0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+
+/// One image of a [`LibraryImages`] library.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LibraryImage {
+    /// File name as listed in `labels.json`, relative to the library directory.
+    pub file: String,
+    /// The file's bytes exactly as stored: never re-encoded, so a served image can be traced back
+    /// to its file byte for byte.
+    pub bytes: Vec<u8>,
+    /// The defect's bounding box `[x, y, w, h]` as listed (the simset stores fractions of the image
+    /// side); `None` for clean images or when the library gives none.
+    pub bbox: Option<[f64; 4]>,
+}
+
+/// `labels.json` as far as the simulator reads it; other keys (`class_order`, `backgrounds`,
+/// `seed`, `class_id`, ...) are ignored so that the vision side can add metadata freely.
+#[derive(Deserialize)]
+struct LabelsFile {
+    size: u32,
+    images: Vec<LabelEntry>,
+}
+
+#[derive(Deserialize)]
+struct LabelEntry {
+    file: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    bbox: Option<[f64; 4]>,
+}
+
+/// An image source serving a labelled library from disk, such as the vision model's held-out
+/// simulator set `models/vision/simset/`: `labels.json` plus the PNG files it lists. Everything
+/// is read into memory once by [`LibraryImages::load`]; parts then pick from it, so the simulator
+/// never touches the disk while running.
+///
+/// Whether a part is defective and which defect it shows is drawn exactly as for
+/// [`ProceduralImages`] ([`draw_defect`]), then one image of that class is picked uniformly, so the
+/// truth label of every part is the library's label of the image it carries.
+#[derive(Debug, Clone)]
+pub struct LibraryImages {
+    dir: PathBuf,
+    size: u32,
+    /// `pools[slot(label)]`, in `labels.json` order; none is empty after `load`.
+    pools: Vec<Vec<LibraryImage>>,
+}
+
+/// The name of the label file inside a library directory.
+const LIBRARY_LABELS_FILE: &str = "labels.json";
+
+/// Reads a whole library file, telling a missing file (wrong path, incomplete library) from
+/// other I/O failures.
+fn read_library_file(path: &Path) -> Result<Vec<u8>, SimError> {
+    std::fs::read(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => SimError::LibraryMissing {
+            path: path.to_path_buf(),
+        },
+        _ => SimError::LibraryRead {
+            path: path.to_path_buf(),
+            source: e,
+        },
+    })
+}
+
+impl LibraryImages {
+    /// Reads `dir/labels.json` and every PNG it lists. Fails if the directory, the label file or a
+    /// listed file is missing, if a `type` is not `none` or a [`DefectLabel`] name, if a listed
+    /// file is not a PNG, or if any of the six classes has no image (a part of that class could
+    /// not be shown).
+    pub fn load(dir: &Path) -> Result<Self, SimError> {
+        // Checked apart from labels.json so that a wrong `image_library` path names the directory.
+        if !dir.is_dir() {
+            return Err(SimError::LibraryMissing {
+                path: dir.to_path_buf(),
+            });
+        }
+        let labels_path = dir.join(LIBRARY_LABELS_FILE);
+        let labels: LabelsFile = serde_json::from_slice(&read_library_file(&labels_path)?)
+            .map_err(|source| SimError::LibraryLabels {
+                path: labels_path.clone(),
+                source,
+            })?;
+        let mut pools: Vec<Vec<LibraryImage>> = vec![Vec::new(); CLASSES];
+        for entry in labels.images {
+            // The type is checked before the file is read so that a typo is reported as such,
+            // not hidden behind an I/O error.
+            let label = parse_class(&entry.kind).ok_or_else(|| SimError::LibraryUnknownType {
+                file: entry.file.clone(),
+                kind: entry.kind.clone(),
+            })?;
+            let path = dir.join(&entry.file);
+            let bytes = read_library_file(&path)?;
+            // The bytes are served as they are under `image/png`; anything else would reach the
+            // vision processor mislabelled.
+            if !bytes.starts_with(&PNG_SIGNATURE) {
+                return Err(SimError::LibraryNotPng { path });
+            }
+            pools[slot(label)].push(LibraryImage {
+                file: entry.file,
+                bytes,
+                bbox: entry.bbox,
+            });
+        }
+        if let Some(empty) = pools.iter().position(Vec::is_empty) {
+            return Err(SimError::LibraryEmptyClass {
+                dir: dir.to_path_buf(),
+                class: class_name(empty),
+            });
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            size: labels.size,
+            pools,
+        })
+    }
+
+    /// The directory the library was loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Image side in pixels as `labels.json` states it. The images are served as they are; the
+    /// simulator's `image_size` does not apply to them.
+    pub fn size(&self) -> u32 {
+        self.size
+    }
+
+    /// The images of one class (`None` = clean), in `labels.json` order; never empty.
+    pub fn images(&self, label: Option<DefectLabel>) -> &[LibraryImage] {
+        &self.pools[slot(label)]
+    }
+
+    /// Every image with its class, clean first, then the defects in `DefectLabel::ALL` order.
+    pub fn iter(&self) -> impl Iterator<Item = (Option<DefectLabel>, &LibraryImage)> + '_ {
+        std::iter::once(None)
+            .chain(DefectLabel::ALL.into_iter().map(Some))
+            .flat_map(move |label| self.images(label).iter().map(move |img| (label, img)))
+    }
+
+    /// The library entry whose bytes are `bytes` and its class: traces a served image back to its
+    /// file and truth. A linear scan, meant for tests and evaluation, not the hot path.
+    pub fn lookup(&self, bytes: &[u8]) -> Option<(Option<DefectLabel>, &LibraryImage)> {
+        self.iter().find(|(_, img)| img.bytes == bytes)
+    }
+
+    /// The bounding box listed for the image whose bytes are `bytes` (see [`LibraryImage::bbox`]).
+    pub fn bbox_of(&self, bytes: &[u8]) -> Option<[f64; 4]> {
+        self.lookup(bytes).and_then(|(_, img)| img.bbox)
+    }
+}
+
+impl ImageSource for LibraryImages {
+    fn image(
+        &mut self,
+        rng: &mut dyn RngCore,
+        defect_probability: f64,
+    ) -> (Vec<u8>, Option<DefectLabel>) {
+        let label = draw_defect(rng, defect_probability);
+        let pool = &self.pools[slot(label)];
+        (pool[rng.gen_range(0..pool.len())].bytes.clone(), label)
+    }
+
+    fn media_type(&self) -> &'static str {
+        "image/png"
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     #[test]
@@ -311,6 +512,222 @@ mod tests {
                     assert_eq!((img.width(), img.height()), (32, 32));
                 }
             }
+        }
+    }
+
+    fn simset() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/vision/simset")
+    }
+
+    /// `labels.json` read independently of the loader, as `(file, type)` pairs.
+    fn simset_entries() -> Vec<(String, String)> {
+        let raw = std::fs::read(simset().join("labels.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&raw).unwrap();
+        v["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["file"].as_str().unwrap().to_string(),
+                    e["type"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn simset_loads_every_listed_file_into_its_class() {
+        let lib = LibraryImages::load(&simset()).unwrap();
+        let entries = simset_entries();
+        assert!(!entries.is_empty());
+        assert_eq!(lib.iter().count(), entries.len());
+        assert_eq!(lib.size(), 64);
+        for slot in 0..CLASSES {
+            let label = parse_class(class_name(slot)).unwrap();
+            let want: Vec<&str> = entries
+                .iter()
+                .filter(|(_, t)| t == class_name(slot))
+                .map(|(f, _)| f.as_str())
+                .collect();
+            let got: Vec<&str> = lib.images(label).iter().map(|i| i.file.as_str()).collect();
+            assert!(!got.is_empty(), "class {} is empty", class_name(slot));
+            assert_eq!(got, want, "class {}", class_name(slot));
+        }
+        for (label, img) in lib.iter() {
+            // Bytes are the file's, not a re-encoding.
+            assert_eq!(img.bytes, std::fs::read(simset().join(&img.file)).unwrap());
+            // Defects carry a box; clean images carry none.
+            assert_eq!(img.bbox.is_some(), label.is_some(), "{}", img.file);
+        }
+        let first = &lib.images(None)[0];
+        assert_eq!(
+            lib.lookup(&first.bytes).map(|(l, i)| (l, &i.file)),
+            Some((None, &first.file))
+        );
+        assert_eq!(lib.lookup(b"not in the library"), None);
+    }
+
+    #[test]
+    fn library_draws_follow_the_probability_and_come_from_the_label_pool() {
+        let mut lib = LibraryImages::load(&simset()).unwrap();
+        let truth: HashMap<String, String> = simset_entries().into_iter().collect();
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let n = 20_000;
+        let mut per_class = [0usize; CLASSES];
+        let mut served: HashMap<String, Vec<u8>> = HashMap::new();
+        for _ in 0..n {
+            let (bytes, label) = lib.image(&mut rng, 0.3);
+            per_class[slot(label)] += 1;
+            // The bytes belong to the drawn label's pool, and labels.json agrees on the class.
+            let img = lib
+                .images(label)
+                .iter()
+                .find(|i| i.bytes == bytes)
+                .expect("bytes from the label's pool");
+            assert_eq!(truth[&img.file], class_name(slot(label)), "{}", img.file);
+            served.entry(img.file.clone()).or_insert(bytes);
+        }
+        let defective = (n - per_class[0]) as f64 / n as f64;
+        // Binomial sd is ~0.003 at n = 20 000: 0.02 is a six-sigma band.
+        assert!(
+            (defective - 0.3).abs() < 0.02,
+            "defective share {defective}"
+        );
+        let defects = (n - per_class[0]) as f64;
+        for (i, &c) in per_class.iter().enumerate().skip(1) {
+            // Uniform over five kinds: 0.2 of the defects each (sd ~0.005).
+            let share = c as f64 / defects;
+            assert!((0.17..0.23).contains(&share), "{}: {share}", class_name(i));
+        }
+        // ~1200 draws per class over ~34 images: a uniform pick serves every image.
+        assert_eq!(served.len(), lib.iter().count());
+        for (file, bytes) in &served {
+            let img = image::load_from_memory(bytes).unwrap();
+            assert_eq!((img.width(), img.height()), (64, 64), "{file}");
+        }
+        for _ in 0..2_000 {
+            assert_eq!(lib.image(&mut rng, 0.0).1, None);
+            assert!(lib.image(&mut rng, 1.0).1.is_some());
+        }
+        assert_eq!(lib.media_type(), "image/png");
+    }
+
+    #[test]
+    fn library_draws_are_deterministic_given_the_rng() {
+        let mut lib = LibraryImages::load(&simset()).unwrap();
+        let mut draw = |seed| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            (0..500)
+                .map(|_| lib.image(&mut rng, 0.5))
+                .collect::<Vec<_>>()
+        };
+        let (a, b, c) = (draw(5), draw(5), draw(6));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    /// Writes a small valid library (one image per class) into a fresh temp dir, then lets
+    /// `edit` change the label entries before `labels.json` is written.
+    fn temp_library(edit: impl FnOnce(&mut Vec<serde_json::Value>)) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut entries = Vec::new();
+        for slot in 0..CLASSES {
+            let name = class_name(slot);
+            let label = parse_class(name).unwrap();
+            let file = format!("img_{slot}_{name}.png");
+            let png = encode_png(&render_surface(16, &mut rng, label)).unwrap();
+            std::fs::write(dir.path().join(&file), png).unwrap();
+            let bbox = label.map(|_| [0.25, 0.25, 0.5, 0.5]);
+            entries.push(serde_json::json!({"file": file, "type": name, "bbox": bbox}));
+        }
+        edit(&mut entries);
+        let labels = serde_json::json!({"size": 16, "images": entries});
+        std::fs::write(dir.path().join("labels.json"), labels.to_string()).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_valid_temp_library_loads() {
+        // Guards the error tests below: each fails only because of its own edit.
+        let dir = temp_library(|_| {});
+        let lib = LibraryImages::load(dir.path()).unwrap();
+        assert_eq!((lib.size(), lib.iter().count()), (16, CLASSES));
+        let scratch = &lib.images(Some(DefectLabel::Scratch))[0];
+        assert_eq!(lib.bbox_of(&scratch.bytes), Some([0.25, 0.25, 0.5, 0.5]));
+        assert_eq!(lib.bbox_of(&lib.images(None)[0].bytes), None);
+    }
+
+    #[test]
+    fn a_missing_directory_or_label_file_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let nowhere = dir.path().join("nowhere");
+        match LibraryImages::load(&nowhere) {
+            Err(SimError::LibraryMissing { path }) => assert_eq!(path, nowhere),
+            other => panic!("unexpected {other:?}"),
+        }
+        match LibraryImages::load(dir.path()) {
+            Err(e @ SimError::LibraryMissing { .. }) => {
+                assert!(e.to_string().contains("labels.json"), "{e}")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        std::fs::write(dir.path().join("labels.json"), "{\"images\": 3}").unwrap();
+        assert!(matches!(
+            LibraryImages::load(dir.path()),
+            Err(SimError::LibraryLabels { .. })
+        ));
+    }
+
+    #[test]
+    fn a_listed_file_that_is_missing_is_named() {
+        let dir =
+            temp_library(|e| e.push(serde_json::json!({"file": "gone_42.png", "type": "hole"})));
+        match LibraryImages::load(dir.path()) {
+            Err(e @ SimError::LibraryMissing { .. }) => {
+                assert!(e.to_string().contains("gone_42.png"), "{e}")
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unknown_type_is_rejected() {
+        let dir = temp_library(|e| e[2]["type"] = "dent".into());
+        match LibraryImages::load(dir.path()) {
+            Err(SimError::LibraryUnknownType { file, kind }) => {
+                assert_eq!((file.as_str(), kind.as_str()), ("img_2_crack.png", "dent"))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_class_without_images_is_rejected() {
+        let dir = temp_library(|e| e.retain(|x| x["type"] != "contamination"));
+        match LibraryImages::load(dir.path()) {
+            Err(SimError::LibraryEmptyClass { class, .. }) => assert_eq!(class, "contamination"),
+            other => panic!("unexpected {other:?}"),
+        }
+        let dir = temp_library(|e| e.retain(|x| x["type"] != "none"));
+        match LibraryImages::load(dir.path()) {
+            Err(SimError::LibraryEmptyClass { class, .. }) => assert_eq!(class, "none"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_png_is_rejected() {
+        let dir = temp_library(|_| {});
+        std::fs::write(
+            dir.path().join("img_3_hole.png"),
+            b"GIF89a not a png at all",
+        )
+        .unwrap();
+        match LibraryImages::load(dir.path()) {
+            Err(SimError::LibraryNotPng { path }) => assert!(path.ends_with("img_3_hole.png")),
+            other => panic!("unexpected {other:?}"),
         }
     }
 }

@@ -50,7 +50,9 @@
 //! **Parts.** Each operation completion is one part `P00000001..`: a CYCLE_COMPLETED
 //! (`job_id`, `part_id`, `cycle_time_ms`) and, with `image_every_part`, an `Image` from the
 //! [`ImageSource`] at the same time. A part is defective with probability
-//! `defects.base_rate + defects.wear_gain x w^2`.
+//! `defects.base_rate + defects.wear_gain x w^2`. Images are procedural grey surfaces
+//! ([`ProceduralImages`]) or, with `image_library`, files of a labelled library such as
+//! `models/vision/simset` ([`LibraryImages`]); either way the truth label is the image's class.
 //!
 //! **Wear** `w` in [0, 1] per machine. Each sensor step of `dt` hours while the machine runs:
 //!
@@ -102,7 +104,8 @@ mod truth;
 pub use config::{DefectParams, ModeWeights, SimConfig, Span, WearParams, DEFAULT_START_TIME_MS};
 pub use error::SimError;
 pub use images::{
-    draw_defect, encode_png, render_surface, DefectLabel, ImageSource, ProceduralImages,
+    draw_defect, encode_png, render_surface, DefectLabel, ImageSource, LibraryImage, LibraryImages,
+    ProceduralImages,
 };
 pub use physics::{
     hazard_per_hour, sensor_means, wear_increment, Activity, Baseline, FailureMode, SensorMeans,

@@ -14,7 +14,7 @@ use twinline_schemas::{
 
 use crate::config::{SimConfig, Span};
 use crate::error::SimError;
-use crate::images::{ImageSource, ProceduralImages};
+use crate::images::{ImageSource, LibraryImages, ProceduralImages};
 use crate::physics::{
     hazard_per_hour, sensor_means, wear_increment, Activity, Baseline, FailureMode, LEAK_SPIKE_MAX,
     LEAK_SPIKE_MIN, LEAK_SPIKE_PROB, NOISE_PRESSURE, NOISE_SPEED_REL, NOISE_TEMP, NOISE_VIB,
@@ -244,11 +244,21 @@ pub struct Simulator {
 }
 
 impl Simulator {
-    /// Builds a simulator with the built-in procedural image source.
+    /// Builds a simulator whose images come from the library at `image_library` when it is set,
+    /// otherwise from the built-in procedural source.
     pub fn new(cfg: SimConfig) -> Result<Simulator, SimError> {
         cfg.validate()?;
-        let images = ProceduralImages::new(cfg.image_size, cfg.image_pool_size, cfg.seed)?;
-        Self::with_image_source(cfg, Box::new(images))
+        // Loaded even with `image_every_part` off, so that a wrong path fails now rather than
+        // when images are switched on.
+        let images: Box<dyn ImageSource> = match &cfg.image_library {
+            Some(dir) => Box::new(LibraryImages::load(dir)?),
+            None => Box::new(ProceduralImages::new(
+                cfg.image_size,
+                cfg.image_pool_size,
+                cfg.seed,
+            )?),
+        };
+        Self::with_image_source(cfg, images)
     }
 
     /// Builds a simulator whose part images come from `images`.

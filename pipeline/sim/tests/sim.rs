@@ -1,13 +1,14 @@
 //! Oracles for the simulator: determinism, time order, exact reading counts against the ground
-//! truth, run-to-failure behaviour and its sensor signatures, job-event consistency, images.
+//! truth, run-to-failure behaviour and its sensor signatures, job-event consistency, images
+//! (procedural and from the labelled library).
 
 use std::collections::{BTreeMap, HashMap};
 
 use rand::RngCore;
 use twinline_schemas::{JobEventKind, MachineEventKind, Payload, SensorKind};
 use twinline_sim::{
-    DefectLabel, FailureMode, ImageSource, MaintenanceKind, SimConfig, SimError, Simulator, Span,
-    TrajectoryEnd, WearParams,
+    DefectLabel, DefectParams, FailureMode, ImageSource, LibraryImages, MaintenanceKind, SimConfig,
+    SimError, Simulator, Span, TrajectoryEnd, WearParams,
 };
 
 const HOUR: u64 = 3_600_000;
@@ -575,6 +576,90 @@ fn a_custom_image_source_changes_only_images() {
         }
     }
     assert!(n_images > 0);
+}
+
+fn simset() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/vision/simset")
+}
+
+#[test]
+fn a_library_simulator_serves_library_files_with_their_labels_and_changes_only_images() {
+    let cfg = SimConfig {
+        image_library: Some(simset()),
+        // A high defect rate so that a short run shows every class.
+        defects: DefectParams {
+            base_rate: 0.6,
+            wear_gain: 0.0,
+        },
+        ..small(9)
+    };
+    let (events, sim) = run(cfg.clone());
+    let (procedural, _) = run(SimConfig {
+        image_library: None,
+        ..cfg
+    });
+    let lib = LibraryImages::load(&simset()).unwrap();
+    let parts = &sim.ground_truth().parts;
+    let images: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Payload::Image(i) => Some(i),
+            _ => None,
+        })
+        .collect();
+    assert!(images.len() > 100, "{} images", images.len());
+    assert_eq!(images.len(), parts.len());
+    let mut seen = BTreeMap::new();
+    for (img, truth) in images.iter().zip(parts) {
+        assert_eq!(img.part_id, truth.part_id);
+        assert_eq!(img.media_type, "image/png");
+        let (label, entry) = lib.lookup(&img.data).expect("bytes are a library file");
+        // The truth record says what the library says the image shows.
+        assert_eq!(label, truth.defect, "{} is {}", truth.part_id, entry.file);
+        assert_eq!(img.data, std::fs::read(simset().join(&entry.file)).unwrap());
+        *seen
+            .entry(label.map_or("none", |l| l.as_str()))
+            .or_insert(0) += 1;
+    }
+    assert_eq!(seen.len(), 6, "classes served: {seen:?}");
+    // The library draws from the image stream only: every other event is the procedural run's.
+    assert_eq!(events.len(), procedural.len());
+    for (a, b) in events.iter().zip(&procedural) {
+        match (a, b) {
+            (Payload::Image(a), Payload::Image(b)) => {
+                assert_eq!((&a.part_id, a.event_time), (&b.part_id, b.event_time))
+            }
+            _ => assert_eq!(a, b),
+        }
+    }
+}
+
+#[test]
+fn a_missing_image_library_fails_the_simulator_build() {
+    let dir = simset().join("no-such-library");
+    let cfg = SimConfig {
+        image_library: Some(dir.clone()),
+        ..SimConfig::default()
+    };
+    match Simulator::new(cfg) {
+        Err(SimError::LibraryMissing { path }) => assert_eq!(path, dir),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("built a simulator on a missing library"),
+    }
+}
+
+#[test]
+fn image_library_is_optional_in_toml_and_absent_from_json_when_unset() {
+    let cfg: SimConfig = toml::from_str("image_library = \"models/vision/simset\"").unwrap();
+    assert_eq!(
+        cfg.image_library.as_deref(),
+        Some(std::path::Path::new("models/vision/simset"))
+    );
+    // Recorded configs from before the field existed must still compare equal.
+    let json = serde_json::to_value(SimConfig::default()).unwrap();
+    assert!(json.get("image_library").is_none(), "{json}");
+    let back: SimConfig = serde_json::from_value(serde_json::to_value(&cfg).unwrap()).unwrap();
+    assert_eq!(back, cfg);
 }
 
 #[test]
