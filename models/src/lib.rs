@@ -5,8 +5,11 @@
 //!   (deterministic CPU settings), with errors instead of panics when the library is missing.
 //! - [`predictive`]: the failure-prediction model interface ([`predictive::FailureModel`]) and
 //!   its ONNX implementation ([`predictive::OnnxFailureModel`]).
+//! - [`vision`]: image preprocessing, the defect-model interface ([`vision::DefectModel`]) and its
+//!   ONNX implementation ([`vision::OnnxDefectModel`]).
 
 pub mod predictive;
 pub mod session;
+pub mod vision;
 
-pub use session::ModelError;
+pub use session::{ModelError, Provider};

@@ -91,8 +91,47 @@ pub fn environment(library: Option<&Path>) -> Result<Environment, ModelError> {
     Ok(ENVIRONMENT.get_or_init(|| env).clone())
 }
 
+/// Where a session runs its kernels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    /// ONNX Runtime's CPU kernels (always available; deterministic with one intra-op thread).
+    #[default]
+    Cpu,
+    /// NVIDIA CUDA; needs a GPU build of ONNX Runtime (`onnxruntime-gpu`) and the CUDA libraries.
+    Cuda,
+    /// NVIDIA TensorRT; needs a GPU build of ONNX Runtime with TensorRT.
+    Tensorrt,
+}
+
+impl std::str::FromStr for Provider {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cpu" => Ok(Provider::Cpu),
+            "cuda" => Ok(Provider::Cuda),
+            "tensorrt" => Ok(Provider::Tensorrt),
+            other => Err(ModelError::Mismatch(format!(
+                "execution provider `{other}` is not one of cpu, cuda, tensorrt"
+            ))),
+        }
+    }
+}
+
 /// Opens `path` as a deterministic CPU session (one intra-op thread, sequential execution).
 pub fn cpu_session(env: &Environment, path: &Path) -> Result<Session, ModelError> {
+    session_with(env, path, Provider::Cpu, 1)
+}
+
+/// Opens `path` on `provider` with `intra_threads` intra-op threads and sequential execution.
+/// A GPU provider that cannot be registered (CPU-only library, no device) is an error, not a
+/// silent fall-back to the CPU: the operator asked for it.
+pub fn session_with(
+    env: &Environment,
+    path: &Path,
+    provider: Provider,
+    intra_threads: usize,
+) -> Result<Session, ModelError> {
     if !path.is_file() {
         return Err(ModelError::File {
             path: path.to_path_buf(),
@@ -100,11 +139,26 @@ pub fn cpu_session(env: &Environment, path: &Path) -> Result<Session, ModelError
         });
     }
     let builder = Session::builder(env).map_err(ModelError::runtime)?;
-    let builder = builder.with_intra_threads(1).map_err(ModelError::runtime)?;
+    let builder = builder
+        .with_intra_threads(intra_threads.max(1))
+        .map_err(ModelError::runtime)?;
     let builder = builder.with_inter_threads(1).map_err(ModelError::runtime)?;
-    let mut builder = builder
+    let builder = builder
         .with_parallel_execution(false)
         .map_err(ModelError::runtime)?;
+    let ep = match provider {
+        Provider::Cpu => None,
+        Provider::Cuda => Some(ort::ep::CUDA::default().build().error_on_failure()),
+        Provider::Tensorrt => Some(ort::ep::TensorRT::default().build().error_on_failure()),
+    };
+    let mut builder = match ep {
+        None => builder,
+        Some(ep) => builder.with_execution_providers([ep]).map_err(|e| {
+            ModelError::Runtime(format!(
+                "execution provider {provider:?} cannot be used with this ONNX Runtime library: {e}"
+            ))
+        })?,
+    };
     builder
         .commit_from_file(path)
         .map_err(|e| ModelError::File {

@@ -5,9 +5,10 @@ training or validation), seeds 3_000_000 + k. Reports per-class precision/recall
 the 5 defect classes, image-level AUROC (score = 1 - p(none)), mean bbox IoU on correctly
 classified defects, per-background macro F1, and latency at batch 1 and 32 on 2 threads.
 
-Also writes eval_subset.npz (first 300 test images, uncompressed .npz so a Rust test can read it
-with a plain zip + npy reader) holding images uint8 [300,64,64], cls int64 [300], box float32
-[300,4] (NaN for none), and both models' outputs, and eval_results.json.
+Also writes the evaluation subset for the Rust reproduction test (first 300 test images):
+eval_subset_images.u8 (raw uint8 [300,64,64], row-major) and eval_subset.json (true classes,
+true boxes (null for none), both models' class_probs and bbox, and the subset metrics), and
+eval_results.json.
 
     .venv/bin/python models/vision/evaluate.py
 """
@@ -53,7 +54,14 @@ def main() -> None:
               json.dumps(r["latency_2_threads"]), flush=True)
     agree = (subset["fp32_class_probs"].argmax(1) == subset["int8_class_probs"].argmax(1)).mean()
     results["subset_fp32_int8_argmax_agreement"] = float(agree)
-    np.savez(HERE / "eval_subset.npz", **subset)
+    (HERE / "eval_subset_images.u8").write_bytes(np.ascontiguousarray(subset["images"], dtype=np.uint8).tobytes())
+    (HERE / "eval_subset.json").write_text(json.dumps({
+        "n": N_SUBSET, "size": 64, "images_file": "eval_subset_images.u8",
+        "cls": [int(c) for c in subset["cls"]],
+        "box": [None if np.isnan(b[0]) else [float(v) for v in b] for b in subset["box"]],
+        **{f"{m}_{k}": subset[f"{m}_{k}"].tolist() for m in ("fp32", "int8") for k in ("class_probs", "bbox")},
+        "metrics": {m: results[m]["subset"] for m in ("fp32", "int8")},
+    }))
     (HERE / "eval_results.json").write_text(json.dumps(results, indent=2))
     (HERE / "METRICS.md").write_text(render_markdown(results))
 
