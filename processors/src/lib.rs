@@ -6,6 +6,7 @@
 
 pub mod predictive;
 pub mod twin;
+pub mod vision;
 
 use twinline_schemas::{Payload, Topic};
 
@@ -128,6 +129,20 @@ pub trait Processor: Send {
         _watermark: EventTime,
         _out: &mut Emitter,
     ) -> Result<(), ProcessError> {
+        Ok(())
+    }
+
+    /// The most events this processor wants in one [`Processor::prepare`] call; 0 (the default)
+    /// means it does not batch and `prepare` is never called.
+    fn batch_limit(&self) -> usize {
+        0
+    }
+
+    /// Called by the runtime with upcoming events of this processor's input topics, in origin
+    /// order, before `on_event` is called for each of them, so that per-batch work (batched model
+    /// inference) is done once. It must not change what `on_event` emits: a processor gets the
+    /// same events in the same order whether or not, and however, they were prepared.
+    fn prepare(&mut self, _events: &[Event<'_>]) -> Result<(), ProcessError> {
         Ok(())
     }
 

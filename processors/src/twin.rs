@@ -70,6 +70,8 @@
 //! when `defect_detected` (`defects += 1`); both are lifetime counters. `defect_rate` is
 //! `defects / parts` over the last `defect_rate_window` inspected parts (0 when none), so it
 //! follows the machine's current condition; the window is emptied by `MAINTENANCE_FINISHED`.
+//! A defect of an uploaded image (`request_id` set, `POST /api/v1/vision/detect`) counts only for
+//! a machine the twin already tracks, so an upload never invents a machine.
 //!
 //! # Emission
 //!
@@ -664,6 +666,9 @@ impl TwinProcessor {
         out: &mut Emitter,
     ) -> Result<(), ProcessError> {
         check_machine_id(ev.key, &d.machine_id)?;
+        if d.request_id.is_some() && !self.machines.contains_key(&d.machine_id) {
+            return Ok(());
+        }
         let (cfg, params) = (&self.cfg, &self.params);
         let t = ev.event_time;
         with_machine(
