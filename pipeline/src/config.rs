@@ -27,15 +27,51 @@ pub struct Config {
     #[serde(default)]
     pub predictive: twinline_processors::predictive::PredictiveConfig,
     pub models: ModelsConfig,
+    pub vision: VisionSection,
+}
+
+/// The vision processor (images -> defects).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VisionSection {
+    /// `int8` or `fp32`: `<models.dir>/vision/defect_<variant>.onnx`.
+    pub variant: String,
+    /// Most images per inference call.
+    pub max_batch: usize,
+    /// How long a partial batch may wait for more images, milliseconds (0 = never wait).
+    pub max_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelsConfig {
-    /// Folder holding `predictive/` (and later `vision/`) ONNX models.
+    /// Folder holding the `predictive/` and `vision/` ONNX models.
     pub dir: PathBuf,
     /// ONNX Runtime shared library; empty = `ORT_DYLIB_PATH`.
     pub ort_library: String,
+    /// `cpu`, `cuda` or `tensorrt` (the last two need a GPU build of ONNX Runtime).
+    pub execution_provider: String,
+}
+
+impl ModelsConfig {
+    /// The configured library path, if any.
+    pub fn library(&self) -> Option<PathBuf> {
+        (!self.ort_library.is_empty()).then(|| PathBuf::from(&self.ort_library))
+    }
+
+    /// Options for opening the vision model (one intra-op thread: batch-independent outputs).
+    pub fn vision_options(
+        &self,
+    ) -> Result<twinline_models::vision::VisionModelOptions, ConfigError> {
+        Ok(twinline_models::vision::VisionModelOptions {
+            library: self.library(),
+            provider: self
+                .execution_provider
+                .parse()
+                .map_err(|e: twinline_models::ModelError| ConfigError::Invalid(e.to_string()))?,
+            intra_threads: 1,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -150,6 +186,14 @@ impl Config {
         if self.runtime.watermark_tick_ms <= 0 {
             return Err(ConfigError::Invalid(
                 "runtime.watermark_tick_ms must be > 0".into(),
+            ));
+        }
+        self.models.vision_options()?;
+        twinline_models::vision::variant_file(&self.vision.variant)
+            .map_err(|e| ConfigError::Invalid(format!("vision.variant: {e}")))?;
+        if self.vision.max_batch == 0 || self.vision.max_batch > 4096 {
+            return Err(ConfigError::Invalid(
+                "vision.max_batch must be in 1..=4096".into(),
             ));
         }
         self.twin

@@ -13,7 +13,7 @@ use anyhow::{Context, Result};
 use parking_lot::Mutex;
 use tracing::info;
 use twinline_log::EventLog;
-use twinline_queries::api::{ApiBackend, IngestAck};
+use twinline_queries::api::{ApiBackend, DetectHub, IngestAck};
 use twinline_queries::views::Views;
 use twinline_schemas::{Payload, Topic};
 
@@ -21,7 +21,7 @@ use crate::config::Config;
 use crate::runtime::ingest::Ingestor;
 use crate::runtime::metrics::Metrics;
 use crate::runtime::viewfeed::ViewFeeder;
-use crate::runtime::{self, Control, ProcessorFactory, TaskRunnerArgs};
+use crate::runtime::{self, Control, ModelStatus, ProcessorFactory, TaskRunnerArgs};
 use crate::store::Store;
 
 /// How the simulator is driven inside `twinline run --simulate`.
@@ -59,6 +59,10 @@ pub struct EmbeddedPipeline {
     producer: Option<JoinHandle<Result<()>>>,
     lag_stop: Arc<AtomicBool>,
     lag: Option<JoinHandle<()>>,
+    /// Which model-backed processors run (default processors only; empty with a test factory).
+    pub models: ModelStatus,
+    /// Uploads waiting for their defect; fed by the view feeder.
+    detect: Arc<DetectHub>,
 }
 
 impl EmbeddedPipeline {
@@ -75,9 +79,11 @@ impl EmbeddedPipeline {
         if opts.simulate.is_none() && opts.until_caught_up {
             control.producers_done.store(true, Ordering::Release);
         }
-        let factory = opts
-            .factory
-            .unwrap_or_else(|| runtime::default_processors(cfg));
+        let (factory, models) = match opts.factory {
+            Some(f) => (f, ModelStatus::default()),
+            None => runtime::default_processors_with_status(cfg),
+        };
+        let detect = Arc::new(DetectHub::new());
         let tasks = runtime::spawn_tasks(
             TaskRunnerArgs {
                 log: store.log_dyn(),
@@ -99,6 +105,7 @@ impl EmbeddedPipeline {
             let mut f = ViewFeeder::new(store.log_dyn(), store.codec.clone(), views.clone())?;
             f.applied = view_applied.clone();
             f.applied_inputs = view_applied_inputs.clone();
+            f.detect = Some(detect.clone());
             let (stop, cu) = (feeder_stop.clone(), views_caught_up.clone());
             Some(
                 std::thread::Builder::new()
@@ -165,6 +172,8 @@ impl EmbeddedPipeline {
             producer,
             lag_stop,
             lag,
+            models,
+            detect,
         })
     }
 
@@ -174,6 +183,9 @@ impl EmbeddedPipeline {
             metrics: self.metrics.clone(),
             control: self.control.clone(),
             views_caught_up: self.views_caught_up.clone(),
+            // Uploads are answered through the view feeder, so both must be running.
+            detect: (self.models.vision.is_some() && self.feeder.is_some())
+                .then(|| self.detect.clone()),
         })
     }
 
@@ -360,9 +372,20 @@ struct Backend {
     metrics: Arc<Metrics>,
     control: Arc<Control>,
     views_caught_up: Arc<AtomicBool>,
+    detect: Option<Arc<DetectHub>>,
 }
 
 impl ApiBackend for Backend {
+    fn detect_hub(&self) -> Option<Arc<DetectHub>> {
+        self.detect.clone()
+    }
+
+    fn validate_image(&self, data: &[u8]) -> Result<(), String> {
+        twinline_models::vision::decode_grey(data)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
     fn ingest(&self, topic: Topic, payload: Payload) -> Result<IngestAck, String> {
         if payload.topic() != topic {
             return Err(format!(

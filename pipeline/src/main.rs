@@ -45,6 +45,8 @@ enum Command {
     Schedule(commands::schedule::ScheduleArgs),
     /// Benchmarks of the embedded pipeline; prints a table.
     Bench(commands::bench::BenchArgs),
+    /// Run the defect model on one PNG or JPEG file and print the result as JSON.
+    Detect(commands::detect::DetectArgs),
     /// Print the effective configuration (secrets redacted).
     Config,
 }
@@ -62,6 +64,7 @@ fn main() -> Result<()> {
         Command::Log { command } => commands::logcmd::run(cfg, command),
         Command::Schedule(a) => commands::schedule::run(cfg, a),
         Command::Bench(a) => commands::bench::run(cfg, a),
+        Command::Detect(a) => commands::detect::run(cfg, a),
         Command::Config => {
             print!("{}", cfg.redacted_toml());
             Ok(())

@@ -5,3 +5,4 @@ mod dead_letters;
 mod predictive_flow;
 mod replay;
 mod sim_resume;
+mod vision_flow;

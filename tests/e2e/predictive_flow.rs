@@ -1,7 +1,8 @@
 //! The maintenance flow as a user sees it, through the real binary: a simulated machine wears,
-//! the predictive processor (ONNX models from `models/predictive`) raises a critical
-//! prediction, a maintenance request is opened, the dashboard stats pushed over the WebSocket
-//! show the alert, and the request's audit chain leads back to the input records.
+//! the vision processor inspects its parts' images, the predictive processor (ONNX models from
+//! `models/predictive`) raises an urgent prediction, a maintenance request is opened, the
+//! dashboard stats pushed over the WebSocket show the alert, and the request's audit chain leads
+//! back to the input records.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -102,11 +103,11 @@ fn wear_to_prediction_to_request_to_websocket() {
     }
     server.stop();
 
-    // 3. In the log: requests are opened at critical or high urgency only, and a wear failure is
-    // preceded by an open request for its machine. (In the pipeline fewer failures are warned
-    // of than in the processor-level test, whose harness derives defects from the simulator's
-    // ground truth where the pipeline has no vision processor yet: a known gap, see README.
-    // This test asserts the flow; the processor test asserts the rate.)
+    // 3. In the log: requests are opened at critical or high urgency only, and at least half of
+    // the wear failures are preceded by an open request for their machine. The defect-rate
+    // features come from the vision processor's defects on the simulated cameras' images
+    // (5 of 7 warned when this was written; the processor-level test, whose harness takes
+    // defects from the simulator's ground truth, warns of all).
     let requests = dump(d, "maintenance-requests");
     let opens: Vec<&Value> = requests
         .iter()
@@ -159,13 +160,19 @@ fn wear_to_prediction_to_request_to_websocket() {
             }
         }
     }
+    let critical = opens.iter().filter(|v| v["urgency"] == "CRITICAL").count();
+    eprintln!(
+        "predictive flow: {warned} of {failures} wear failures preceded by a request; \
+         {} requests opened ({critical} CRITICAL)",
+        opens.len()
+    );
     assert!(
         failures >= 2,
         "the plant should fail a few times: {faults:?}"
     );
     assert!(
-        warned >= 1,
-        "no request preceded any of {failures} failures"
+        warned * 2 >= failures,
+        "only {warned} of {failures} wear failures were preceded by a request"
     );
 
     // 4. The audit chain of a request ends at an input record.

@@ -6,6 +6,9 @@
 //! - freshness: events appended at a fixed rate; wall time from append until the sensor view
 //!   holds them, p50/p99.
 //!
+//! - vision (`--vision`, see `bench_vision`): the defect model, bare ONNX Runtime loop vs the
+//!   vision processor, images/s and latency per batch size.
+//!
 //! - read API (see `bench_api`): `GET /api/v1/digital-twin/state` requests/s and p99 at 200
 //!   connections with `wrk`, and WebSocket fan-out, both against a live plant.
 
@@ -62,9 +65,31 @@ pub struct BenchArgs {
     /// push has changes to carry).
     #[arg(long, default_value_t = 30.0)]
     pub api_speed: f64,
+    /// Only the vision figures (defect model: bare ONNX Runtime loop vs the vision processor).
+    #[arg(long)]
+    pub vision: bool,
+    /// Vision: seconds measured per cell.
+    #[arg(long, default_value_t = 3.0)]
+    pub vision_seconds: f64,
+    /// Vision: batch sizes.
+    #[arg(long, value_delimiter = ',', default_value = "1,8,16,32,64,128")]
+    pub vision_batches: Vec<usize>,
+    /// Vision: ONNX Runtime intra-op thread counts (the pipeline uses 1 per partition task).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub vision_threads: Vec<usize>,
 }
 
 pub fn run(mut cfg: Config, args: BenchArgs) -> Result<()> {
+    if args.vision {
+        return super::bench_vision::run(
+            &cfg,
+            &super::bench_vision::VisionBenchArgs {
+                seconds: args.vision_seconds,
+                batches: args.vision_batches.clone(),
+                threads: args.vision_threads.clone(),
+            },
+        );
+    }
     let tmp = tempfile_dir(args.dir.clone())?;
     cfg.log.fsync = crate::config::FsyncMode::Interval;
     // Generate the input once, in memory: sensor readings dominate, as in a real plant.

@@ -3,6 +3,8 @@
 pub mod audit;
 pub mod bench;
 pub mod bench_api;
+pub mod bench_vision;
+pub mod detect;
 pub mod logcmd;
 pub mod query;
 pub mod replay;

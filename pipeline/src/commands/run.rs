@@ -62,6 +62,14 @@ pub fn sim_options(
     if let Some(d) = duration {
         s.duration_ms = super::parse_duration_ms(d)? as u64;
     }
+    if s.image_library.is_none() {
+        // The vision model's held-out image library makes the cameras' images real inputs for
+        // the defect model; without it the simulator draws procedural surfaces.
+        let simset = cfg.models.dir.join("vision").join("simset");
+        if simset.join("labels.json").is_file() {
+            s.image_library = Some(simset);
+        }
+    }
     Ok(s)
 }
 

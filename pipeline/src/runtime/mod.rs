@@ -44,12 +44,29 @@ pub struct Control {
 /// fresh instances (state comes back from the checkpoint).
 pub type ProcessorFactory = Arc<dyn Fn(u32) -> Vec<Box<dyn Processor>> + Send + Sync>;
 
+/// Which model-backed processors the default factory includes.
+#[derive(Debug, Clone, Default)]
+pub struct ModelStatus {
+    /// Name and version of the loaded defect model; `None` = no vision processor.
+    pub vision: Option<(String, String)>,
+    pub predictive: bool,
+}
+
 pub fn default_processors(cfg: &Config) -> ProcessorFactory {
+    default_processors_with_status(cfg).0
+}
+
+/// The production processors of a partition task (vision, twin, predictive; a model-backed one is
+/// left out with a warning when its model or ONNX Runtime cannot be loaded), and what was loaded.
+pub fn default_processors_with_status(cfg: &Config) -> (ProcessorFactory, ModelStatus) {
     let twin = cfg.twin.clone();
     let predictive = cfg.predictive.clone();
     let models_dir = cfg.models.dir.join("predictive");
-    let lib = (!cfg.models.ort_library.is_empty())
-        .then(|| std::path::PathBuf::from(&cfg.models.ort_library));
+    let lib = cfg.models.library();
+    let vision_dir = cfg.models.dir.join("vision");
+    let vision_variant = cfg.vision.variant.clone();
+    let vision_batch = cfg.vision.max_batch;
+    let vision_opts = cfg.models.vision_options().unwrap_or_default();
     // Probe once so a missing model is reported once, not per task.
     let predictive_ok = match twinline_models::predictive::OnnxFailureModel::load_with_library(
         &models_dir,
@@ -61,11 +78,48 @@ pub fn default_processors(cfg: &Config) -> ProcessorFactory {
             false
         }
     };
-    Arc::new(move |_p| {
+    let load_vision = move || {
+        twinline_models::vision::OnnxDefectModel::load_variant(
+            &vision_dir,
+            &vision_variant,
+            &vision_opts,
+        )
+    };
+    let vision = match load_vision() {
+        Ok(m) => {
+            use twinline_models::vision::DefectModel;
+            info!(
+                model = m.name(),
+                version = m.version(),
+                "vision defect model loaded"
+            );
+            Some((m.name().to_string(), m.version().to_string()))
+        }
+        Err(e) => {
+            warn!(error = %e, "vision disabled: the defect model cannot be loaded (images are not inspected)");
+            None
+        }
+    };
+    let status = ModelStatus {
+        vision: vision.clone(),
+        predictive: predictive_ok,
+    };
+    let vision_ok = vision.is_some();
+    let factory: ProcessorFactory = Arc::new(move |_p| {
+        let mut v: Vec<Box<dyn Processor>> = Vec::new();
+        if vision_ok {
+            match load_vision() {
+                Ok(m) => v.push(Box::new(twinline_processors::vision::VisionProcessor::new(
+                    Box::new(m),
+                    vision_batch,
+                ))),
+                Err(e) => error!(error = %e, "vision processor could not be built"),
+            }
+        }
         // The config was validated when it was loaded, so construction cannot fail here.
         let twin = twinline_processors::twin::TwinProcessor::new(twin.clone())
             .expect("twin config validated at load");
-        let mut v = vec![Box::new(twin) as Box<dyn Processor>];
+        v.push(Box::new(twin));
         if predictive_ok {
             let built = twinline_models::predictive::OnnxFailureModel::load_with_library(
                 &models_dir,
@@ -85,7 +139,8 @@ pub fn default_processors(cfg: &Config) -> ProcessorFactory {
             }
         }
         v
-    })
+    });
+    (factory, status)
 }
 
 /// Per-machine inputs of partition task `p`, in a fixed order. job-events are merged only to be
@@ -157,6 +212,7 @@ fn open_task(a: &TaskRunnerArgs, p: u32) -> Result<Task, task::TaskError> {
         checkpoint_path: a.checkpoint_dir.join(format!("partition-{p}.ckpt")),
         watermark_tick_ms: a.cfg.runtime.watermark_tick_ms,
         read_batch_bytes: a.cfg.runtime.read_batch_bytes,
+        batch_max_wait: Duration::from_millis(a.cfg.vision.max_wait_ms),
     };
     Task::open(spec, a.log.clone(), a.codec.clone(), a.metrics.clone())
 }
@@ -233,6 +289,11 @@ fn drive_task(a: &TaskRunnerArgs, p: u32, until_caught_up: bool) -> Result<(), t
             {
                 counted_caught_up = true;
                 a.control.tasks_caught_up.fetch_add(1, Ordering::AcqRel);
+            }
+            if r.waiting {
+                // A micro-batch is waiting for more events: look again soon.
+                std::thread::sleep(Duration::from_micros(200));
+                continue;
             }
             std::thread::sleep(idle);
             idle = (idle * 2).min(Duration::from_millis(20));

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 use twinline_log::{EventLog, NewRecord, ReadBatch};
@@ -60,6 +61,8 @@ pub struct TaskSpec {
     pub checkpoint_path: PathBuf,
     pub watermark_tick_ms: i64,
     pub read_batch_bytes: usize,
+    /// How long a batching processor's partial batch may wait for more events (0 = never).
+    pub batch_max_wait: Duration,
 }
 
 struct Input {
@@ -75,6 +78,8 @@ struct Input {
     last_origin: u64,
     /// At the last read, everything visible after the origin snapshot was buffered.
     reached_end: bool,
+    /// Records below this offset were handed to the batching processors' `prepare`.
+    prepared_upto: u64,
 }
 
 /// Encoded output records waiting to be appended, per output partition.
@@ -136,6 +141,13 @@ pub struct Task {
     /// Per (source position, output topic) emission counter, reset per source event.
     emission_counts: Vec<(Topic, u32)>,
     partitions: BTreeMap<Topic, u32>,
+    /// For each topic (by rank), the stages that consume it in batches (`batch_limit() > 0`).
+    batch_routes: Vec<Vec<usize>>,
+    batch_max_wait: Duration,
+    /// When the partial batch at the head of a batched input started waiting for more events.
+    batch_wait_since: Option<Instant>,
+    /// Decoded events of the batch being prepared (reused).
+    prep: Vec<(Position, i64, String, Payload)>,
 }
 
 /// What one call to [`Task::run_round`] achieved.
@@ -144,6 +156,8 @@ pub struct RoundResult {
     pub processed: usize,
     /// Every input was read to its end and everything buffered was processed.
     pub caught_up: bool,
+    /// The round ended early: a batching processor's partial batch is waiting for more events.
+    pub waiting: bool,
 }
 
 impl Task {
@@ -155,9 +169,13 @@ impl Task {
         metrics: Arc<Metrics>,
     ) -> Result<Task, TaskError> {
         let mut routes: Vec<Vec<usize>> = vec![Vec::new(); 256];
+        let mut batch_routes: Vec<Vec<usize>> = vec![Vec::new(); 256];
         for (i, p) in spec.processors.iter().enumerate() {
             for t in p.inputs() {
                 routes[t.rank() as usize].push(i);
+                if p.batch_limit() > 0 {
+                    batch_routes[t.rank() as usize].push(i);
+                }
             }
         }
         let mut partitions = BTreeMap::new();
@@ -180,6 +198,7 @@ impl Task {
                     next_process: 0,
                     last_origin: 0,
                     reached_end: false,
+                    prepared_upto: 0,
                 })
                 .collect(),
             processors: spec.processors,
@@ -199,6 +218,10 @@ impl Task {
             handoffs: VecDeque::new(),
             emission_counts: Vec::new(),
             partitions,
+            batch_routes,
+            batch_max_wait: spec.batch_max_wait,
+            batch_wait_since: None,
+            prep: Vec::new(),
         };
         task.recover()?;
         Ok(task)
@@ -333,6 +356,7 @@ impl Task {
             bound = bound.min(complete);
         }
         let mut processed = 0usize;
+        let mut waiting = false;
         loop {
             // Pick the head with the smallest (origin, topic rank, offset) not above the bound.
             let mut best: Option<(u64, u8, u64, usize)> = None;
@@ -347,18 +371,132 @@ impl Task {
                 }
             }
             let Some((_, _, _, i)) = best else { break };
+            if !self.ensure_prepared(i)? {
+                waiting = true;
+                break;
+            }
             self.process_input(i)?;
             processed += 1;
         }
         self.flush_outputs()?;
-        let caught_up = self
-            .inputs
-            .iter()
-            .all(|i| i.reached_end && i.cursor >= i.batch.len());
+        let caught_up = !waiting
+            && self
+                .inputs
+                .iter()
+                .all(|i| i.reached_end && i.cursor >= i.batch.len());
         Ok(RoundResult {
             processed,
             caught_up,
+            waiting,
         })
+    }
+
+    /// Before the record at input `i`'s cursor is processed: if batching processors consume its
+    /// topic and it has not been prepared yet, hand them the next run of buffered records (up to
+    /// the largest `batch_limit`). A run shorter than the limit may wait up to `batch_max_wait`
+    /// for more records to arrive; returns `false` while it waits (the round then ends early).
+    ///
+    /// Preparing ignores the origin bound: the records of one partition are processed in offset
+    /// order anyway, and preparing never changes what is emitted, only when the work is done.
+    fn ensure_prepared(&mut self, i: usize) -> Result<bool, TaskError> {
+        let rank = self.inputs[i].spec.topic.rank() as usize;
+        if self.batch_routes[rank].is_empty() {
+            return Ok(true);
+        }
+        let limit = self.batch_routes[rank]
+            .iter()
+            .map(|&s| self.processors[s].batch_limit())
+            .max()
+            .unwrap_or(1);
+        let input = &self.inputs[i];
+        let Some(head) = input.batch.get(input.cursor) else {
+            return Ok(true);
+        };
+        let head_offset = head.offset;
+        if head_offset < input.prepared_upto {
+            return Ok(true);
+        }
+        let topic = input.spec.topic;
+        let partition = input.spec.partition;
+        let mut available = input.batch.len() - input.cursor;
+        if available < limit && !self.batch_max_wait.is_zero() {
+            // Records appended since the last read can join this batch: re-read from the head.
+            if self.log.end_offset(topic.name(), partition)? > input.next_read {
+                let input = &mut self.inputs[i];
+                input.cursor = 0;
+                self.log.read(
+                    topic.name(),
+                    partition,
+                    head_offset,
+                    self.read_batch_bytes,
+                    &mut input.batch,
+                )?;
+                if let Some(last) = input.batch.iter().last() {
+                    input.next_read = last.offset + 1;
+                    input.last_origin = input.last_origin.max(last.origin);
+                }
+                // A read capped by `read_batch_bytes` may leave records behind.
+                input.reached_end =
+                    input.next_read >= self.log.end_offset(topic.name(), partition)?;
+                available = input.batch.len();
+            }
+            if available < limit {
+                let now = Instant::now();
+                let since = *self.batch_wait_since.get_or_insert(now);
+                if now.duration_since(since) < self.batch_max_wait {
+                    return Ok(false);
+                }
+            }
+        }
+        self.batch_wait_since = None;
+        let n = available.min(limit);
+        let batch = std::mem::take(&mut self.inputs[i].batch);
+        let cursor = self.inputs[i].cursor;
+        self.prep.clear();
+        let mut next = head_offset;
+        for k in 0..n {
+            let Some(r) = batch.get(cursor + k) else {
+                break;
+            };
+            next = r.offset + 1;
+            // Records with a bad key or value are dead-lettered when they are processed.
+            let Ok(key) = std::str::from_utf8(r.key) else {
+                continue;
+            };
+            if key.is_empty() {
+                continue;
+            }
+            if let Ok(p) = self.codec.decode(topic, r.value) {
+                let position = Position {
+                    topic,
+                    partition,
+                    offset: r.offset,
+                    origin: r.origin,
+                };
+                self.prep
+                    .push((position, p.event_time(), key.to_string(), p));
+            }
+        }
+        self.inputs[i].batch = batch;
+        self.inputs[i].prepared_upto = next;
+        let events: Vec<Event<'_>> = self
+            .prep
+            .iter()
+            .map(|(position, event_time, key, payload)| Event {
+                position: *position,
+                event_time: *event_time,
+                key,
+                payload,
+            })
+            .collect();
+        for &s in &self.batch_routes[rank] {
+            let p = &mut self.processors[s];
+            p.prepare(&events).map_err(|e| TaskError::Processor {
+                processor: p.name(),
+                message: e.to_string(),
+            })?;
+        }
+        Ok(true)
     }
 
     fn process_input(&mut self, i: usize) -> Result<(), TaskError> {

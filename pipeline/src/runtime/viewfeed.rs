@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use tracing::warn;
 use twinline_log::{EventLog, ReadBatch};
+use twinline_queries::api::{DetectHub, DetectOutcome};
 use twinline_queries::views::{ViewEvent, Views};
 use twinline_schemas::{Codec, Payload, Topic};
 
@@ -37,6 +38,8 @@ pub struct ViewFeeder {
     pub applied: Arc<AtomicU64>,
     /// Input-topic records applied so far.
     pub applied_inputs: Arc<AtomicU64>,
+    /// Uploads waiting for their defect (`POST /api/v1/vision/detect`).
+    pub detect: Option<Arc<DetectHub>>,
 }
 
 impl ViewFeeder {
@@ -60,6 +63,7 @@ impl ViewFeeder {
             payloads: Vec::new(),
             applied: Arc::new(AtomicU64::new(0)),
             applied_inputs: Arc::new(AtomicU64::new(0)),
+            detect: None,
         })
     }
 
@@ -90,6 +94,22 @@ impl ViewFeeder {
                 next = r.offset + 1;
                 // Undecodable records are dead-lettered by their task; the view skips them.
                 if let Ok(p) = self.codec.decode(topic, r.value) {
+                    if let (Payload::Defect(d), Some(hub)) = (&p, &self.detect) {
+                        if let (Some(id), true) = (&d.request_id, hub.any_waiting()) {
+                            let processing_time_us = r
+                                .headers
+                                .get(twinline_processors::vision::HEADER_PROCESSING_TIME_US)
+                                .and_then(|v| std::str::from_utf8(v).ok())
+                                .and_then(|v| v.parse().ok());
+                            hub.complete(
+                                id,
+                                DetectOutcome {
+                                    defect: d.clone(),
+                                    processing_time_us,
+                                },
+                            );
+                        }
+                    }
                     self.payloads.push((partition, r.offset, p));
                 }
             }

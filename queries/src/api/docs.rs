@@ -247,6 +247,37 @@ pub fn openapi_document() -> Value {
                     "422": error_response("invalid payload")
                 }
             }},
+            "/api/v1/vision/detect": { "post": {
+                "summary": "Inspect one image: it is published to `images` (stamped with the plant's newest event time) and the answer is its `defects` event",
+                "security": write,
+                "requestBody": { "required": true, "content": { "multipart/form-data": { "schema": {
+                    "type": "object", "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "PNG or JPEG (part type image/png or image/jpeg; sniffed when absent)"},
+                        "machine_id": {"type": "string", "description": "count the result for this machine's twin (only a machine the twin already tracks); default `upload`, tracked by no twin"}
+                    }
+                } } } },
+                "responses": {
+                    "200": json_response("the defect", json!({"type": "object", "properties": {
+                        "defect_detected": {"type": "boolean"},
+                        "confidence": {"type": "number"},
+                        "defect_type": {"type": "string", "enum": ["none", "scratch", "crack", "hole", "stain", "contamination"]},
+                        "bbox": {"type": ["object", "null"], "properties": {"x": {"type": "number"}, "y": {"type": "number"}, "width": {"type": "number"}, "height": {"type": "number"}}},
+                        "processing_time_ms": {"type": ["number", "null"], "description": "decode + preprocessing + this image's share of its inference batch"},
+                        "model_name": {"type": "string"}, "model_version": {"type": "string"},
+                        "request_id": {"type": "string"}, "machine_id": {"type": "string"}, "event_id": {"type": "string"},
+                        "image": {"type": "object", "description": "where the image landed: topic, partition, offset"},
+                        "latency_ms": {"type": "number", "description": "upload to answer, server side"}
+                    }})),
+                    "400": error_response("invalid_image (undecodable), missing_file, invalid_multipart or invalid_parameter"),
+                    "401": error_response("missing or invalid token"),
+                    "403": error_response("role below write"),
+                    "413": error_response("payload_too_large (request body above the limit, 16 MiB)"),
+                    "415": error_response("unsupported_media_type: not multipart/form-data, or a file that is not PNG or JPEG"),
+                    "503": error_response("model_unavailable (no defect model loaded) or ingest_failed"),
+                    "504": error_response("detect_timeout: no defect within 30 s")
+                }
+            }},
             "/api/v1/admin/checkpoint": { "post": {
                 "summary": "Checkpoint every task now",
                 "security": write,

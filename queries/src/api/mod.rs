@@ -1,7 +1,9 @@
 //! The read API: `app(state)` builds the axum router (health, metrics, twin state, dashboard,
-//! predictive maintenance, SQL, ingest, admin, WebSocket stream, OpenAPI, static dashboard).
+//! predictive maintenance, SQL, ingest, vision upload, admin, WebSocket stream, OpenAPI, static
+//! dashboard).
 //! The pipeline implements [`ApiBackend`] to take writes and report readiness.
 
+mod detect;
 mod docs;
 mod error;
 mod metrics;
@@ -22,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use tower_http::trace::TraceLayer;
 use twinline_schemas::{Payload, Topic};
 
+pub use detect::{detect_json, DetectHub, DetectOutcome, DETECT_TIMEOUT, UPLOAD_MACHINE_ID};
 pub use error::ApiError;
 pub use metrics::{ApiMetrics, DropReason};
 pub use routes::{dashboard_stats_json, factory_state_json};
@@ -48,6 +51,15 @@ pub trait ApiBackend: Send + Sync + 'static {
     fn ready(&self) -> bool;
     /// Writes a checkpoint of every task now.
     fn checkpoint(&self) -> Result<(), String>;
+    /// Matches uploaded images to their defects; `None` while no defect model is loaded (the
+    /// upload endpoint then answers 503).
+    fn detect_hub(&self) -> Option<Arc<DetectHub>> {
+        None
+    }
+    /// Checks that `data` is an image the defect model can read (a decodable PNG or JPEG).
+    fn validate_image(&self, _data: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// Access level of a token; ordered `Read < Write < Admin`.
@@ -219,6 +231,7 @@ pub fn app(state: ApiState) -> Router {
         )
         .route("/api/v1/query", post(routes::query))
         .route("/api/v1/ingest/{topic}", post(routes::ingest))
+        .route("/api/v1/vision/detect", post(detect::detect))
         .route("/api/v1/admin/checkpoint", post(routes::checkpoint))
         .route("/api/v1/ws/stream", get(ws::upgrade))
         .route("/openapi.json", get(docs::openapi))
