@@ -32,6 +32,8 @@ pub struct SimOptions {
     pub realtime: bool,
     /// Event-time speed-up when `realtime` is set (1.0 = real time).
     pub speed: f64,
+    /// Events per append; `None` = 256 when paced, 4096 otherwise.
+    pub ingest_batch: Option<usize>,
 }
 
 pub struct StartOptions {
@@ -338,7 +340,11 @@ fn run_simulator(
             break;
         }
         buf.clear();
-        more = sim.next_batch(if opts.realtime { 256 } else { 4096 }, &mut buf);
+        let per_append = opts
+            .ingest_batch
+            .unwrap_or(if opts.realtime { 256 } else { 4096 })
+            .max(1);
+        more = sim.next_batch(per_append, &mut buf);
         let base = *start_event_time.get_or_insert_with(|| {
             buf.first()
                 .map_or(opts.config.start_time_ms, Payload::event_time)

@@ -15,10 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{LogError, Result};
 use crate::murmur2::partition_for_key;
-use crate::partition::{OriginClock, Partition};
+use crate::partition::{OriginClock, Origins, Partition};
 use crate::positions;
 use crate::record::{NewRecord, ReadBatch, MAX_FRAME};
-use crate::{AppendResult, EventLog, FsyncPolicy, LogConfig};
+use crate::{AppendResult, EventLog, FsyncPolicy, LogConfig, OrderedGroup};
 
 const TOPICS_FILE: &str = "topics.json";
 const LOCK_FILE: &str = ".lock";
@@ -465,6 +465,102 @@ impl EventLog for EmbeddedLog {
         }
         let part = self.partition(topic, partition)?;
         part.append(&self.inner.clock, &self.inner.config, records)
+    }
+
+    fn append_ordered(&self, groups: &[OrderedGroup<'_>]) -> Result<Vec<AppendResult>> {
+        if self.inner.read_only {
+            return Err(LogError::ReadOnly);
+        }
+        let total: usize = groups.iter().map(|g| g.records.len()).sum();
+        if total == 0 {
+            return Ok(Vec::new());
+        }
+        let mut seen = vec![false; total];
+        for g in groups {
+            if g.seq.len() != g.records.len() {
+                return Err(LogError::InvalidArgument(format!(
+                    "{}/{}: {} records but {} sequence numbers",
+                    g.topic,
+                    g.partition,
+                    g.records.len(),
+                    g.seq.len()
+                )));
+            }
+            if g.records.iter().any(|r| r.origin.is_some()) {
+                return Err(LogError::InvalidArgument(
+                    "append_ordered assigns origins itself; a record carries one".into(),
+                ));
+            }
+            for &q in g.seq {
+                match seen.get_mut(q as usize) {
+                    Some(slot) if !*slot => *slot = true,
+                    _ => {
+                        return Err(LogError::InvalidArgument(format!(
+                            "sequence numbers must be 0..{total}, each once; got {q} twice or out of range"
+                        )))
+                    }
+                }
+            }
+        }
+        let parts = groups
+            .iter()
+            .map(|g| self.partition(g.topic, g.partition))
+            .collect::<Result<Vec<_>>>()?;
+        // Writers are locked in (topic, partition) order, then the clock. A single-partition
+        // append holds one writer and then takes the clock, so no cycle can form.
+        let mut order: Vec<usize> = (0..groups.len()).collect();
+        order.sort_by(|&a, &b| {
+            (groups[a].topic, groups[a].partition).cmp(&(groups[b].topic, groups[b].partition))
+        });
+        if order.windows(2).any(|w| {
+            (groups[w[0]].topic, groups[w[0]].partition)
+                == (groups[w[1]].topic, groups[w[1]].partition)
+        }) {
+            return Err(LogError::InvalidArgument(
+                "append_ordered groups must name distinct partitions".into(),
+            ));
+        }
+        let mut guards: Vec<Option<parking_lot::MutexGuard<'_, _>>> =
+            (0..groups.len()).map(|_| None).collect();
+        for &i in &order {
+            guards[i] = Some(parts[i].writer.lock());
+        }
+        let mut prepared = Vec::with_capacity(groups.len());
+        for (i, g) in groups.iter().enumerate() {
+            let w = guards[i].as_mut().expect("locked above");
+            prepared.push(parts[i].prepare_append(w, &self.inner.config, g.records)?);
+        }
+        let mut results = Vec::with_capacity(groups.len());
+        {
+            let clock = &self.inner.clock;
+            let mut next = clock.next.lock();
+            let base = *next;
+            let end = base + total as u64;
+            for (i, g) in groups.iter().enumerate() {
+                let w = guards[i].as_mut().expect("locked above");
+                let written = parts[i].write_stamped(
+                    w,
+                    &prepared[i].0,
+                    g.records,
+                    Origins::Reserved { base, seq: g.seq },
+                );
+                if let Err(e) = written {
+                    // Groups already written are published with origins in the reserved range:
+                    // let the committed origin cover the range and never hand it out again.
+                    *next = end;
+                    clock.committed.store(end - 1, Ordering::Release);
+                    return Err(e);
+                }
+                results.extend(written);
+            }
+            *next = end;
+            clock.committed.store(end - 1, Ordering::Release);
+        }
+        for (i, guard) in guards.into_iter().enumerate() {
+            let guard = guard.expect("locked above");
+            parts[i].finish_append(guard, &prepared[i].0, prepared[i].1, &self.inner.config)?;
+        }
+        Ok(results)
     }
 
     fn read(

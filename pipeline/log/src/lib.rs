@@ -82,7 +82,16 @@ pub use embedded::{validate_topic_name, EmbeddedLog};
 pub use error::{ErrorClass, LogError, Result};
 pub use record::{Headers, HeadersIter, NewRecord, ReadBatch, ReadBatchIter, RecordRef};
 
-/// Offsets assigned to an appended batch (inclusive range).
+/// One partition's share of an [`EventLog::append_ordered`] call.
+pub struct OrderedGroup<'a> {
+    pub topic: &'a str,
+    pub partition: u32,
+    pub records: &'a [NewRecord<'a>],
+    /// Per record, its place in the caller's order (see [`EventLog::append_ordered`]).
+    pub seq: &'a [u64],
+}
+
+/// Offsets assigned to an appended batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendResult {
     /// Offset of the first record of the batch.
@@ -158,6 +167,21 @@ pub trait EventLog: Send + Sync {
         partition: u32,
         records: &[NewRecord<'_>],
     ) -> Result<AppendResult>;
+
+    /// Appends to several partitions as one step whose origins follow the caller's order:
+    /// record `i` of a group gets origin `base + seq[i]`, where the `seq` values of all groups
+    /// together are exactly `0..total`, so the records are processed as if appended one by one
+    /// in `seq` order, however the caller grouped them (the committed origin moves once, after
+    /// everything is written). Groups name distinct partitions; records carry no explicit
+    /// origin. Producers use this so that the processing order does not depend on how they
+    /// batch. The default appends group by group (origins then follow the groups), for
+    /// backends that cannot do better.
+    fn append_ordered(&self, groups: &[OrderedGroup<'_>]) -> Result<Vec<AppendResult>> {
+        groups
+            .iter()
+            .map(|g| self.append(g.topic, g.partition, g.records))
+            .collect()
+    }
 
     /// Replaces `batch` with whole records from `from_offset` on, at most `max_bytes` of encoded
     /// records but always at least one if any exists. `from_offset == end_offset` gives an empty

@@ -35,6 +35,14 @@ pub(crate) struct OriginClock {
     pub committed: AtomicU64,
 }
 
+/// How [`Partition::write_stamped`] gives records their origins.
+pub(crate) enum Origins<'a> {
+    /// `None` origins take the next counter value; explicit ones move the counter past them.
+    Counter(&'a mut u64),
+    /// Record `i` gets `base + seq[i]` (a range reserved by the caller under the clock lock).
+    Reserved { base: u64, seq: &'a [u64] },
+}
+
 /// Writer-side state of a partition.
 #[derive(Debug)]
 pub(crate) struct WriterState {
@@ -165,6 +173,31 @@ impl Partition {
         config: &LogConfig,
         records: &[NewRecord<'_>],
     ) -> Result<AppendResult> {
+        let mut guard = self.writer.lock();
+        let (active, rolled) = self.prepare_append(&mut guard, config, records)?;
+        let result = {
+            let mut next_origin = clock.next.lock();
+            let mut counter = *next_origin;
+            let r =
+                self.write_stamped(&mut guard, &active, records, Origins::Counter(&mut counter))?;
+            *next_origin = counter;
+            clock
+                .committed
+                .store(counter.saturating_sub(1), Ordering::Release);
+            r
+        };
+        self.finish_append(guard, &active, rolled, config)?;
+        Ok(result)
+    }
+
+    /// Checks a batch and rolls the active segment when the batch does not fit. Caller holds
+    /// `writer` (passed as `w`). Returns the segment to write to and whether it rolled.
+    pub(crate) fn prepare_append(
+        &self,
+        w: &mut WriterState,
+        config: &LogConfig,
+        records: &[NewRecord<'_>],
+    ) -> Result<(Arc<Segment>, bool)> {
         if !self.writable {
             return Err(LogError::ReadOnly);
         }
@@ -183,9 +216,6 @@ impl Partition {
             }
             batch_bytes += size as u64;
         }
-
-        let mut guard = self.writer.lock();
-        let w = &mut *guard;
         if let Some(reason) = &w.poisoned {
             return Err(LogError::Poisoned {
                 topic: self.topic.clone(),
@@ -197,104 +227,115 @@ impl Partition {
             .active()
             .ok_or_else(|| LogError::InvalidArgument("partition has no active segment".into()))?;
         let mut rolled = false;
-        {
-            let (size, count) = {
-                let m = active.meta.read();
-                (m.size, m.next_offset - active.base_offset)
-            };
-            // A batch never spans segments; a batch larger than segment_bytes gets its own segment.
-            let too_big = size > 0 && size + batch_bytes > config.segment_bytes;
-            let too_many = count + records.len() as u64 > u64::from(u32::MAX);
-            if too_big || too_many {
-                active = self.roll()?;
-                rolled = true;
-            }
+        let (size, count) = {
+            let m = active.meta.read();
+            (m.size, m.next_offset - active.base_offset)
+        };
+        // A batch never spans segments; a batch larger than segment_bytes gets its own segment.
+        let too_big = size > 0 && size + batch_bytes > config.segment_bytes;
+        let too_many = count + records.len() as u64 > u64::from(u32::MAX);
+        if too_big || too_many {
+            active = self.roll()?;
+            rolled = true;
         }
+        Ok((active, rolled))
+    }
 
+    /// Stamps, writes and publishes a batch prepared by [`Partition::prepare_append`]. Caller
+    /// holds `writer` and the origin clock's `next` lock (origins become visible in order).
+    pub(crate) fn write_stamped(
+        &self,
+        w: &mut WriterState,
+        active: &Segment,
+        records: &[NewRecord<'_>],
+        mut origins: Origins<'_>,
+    ) -> Result<AppendResult> {
         let base = active.base_offset;
-        let result;
+        let (start_size, start_next, mut max_ts, mut max_origin, mut last_entry_pos) = {
+            let m = active.meta.read();
+            (
+                m.size,
+                m.next_offset,
+                m.max_ts,
+                m.max_origin,
+                m.entries.last().map(|e| e.pos),
+            )
+        };
+        w.scratch.clear();
+        w.pending.clear();
+        let mut offset = start_next;
+        for (i, rec) in records.iter().enumerate() {
+            let origin = match (&mut origins, rec.origin) {
+                (Origins::Counter(counter), Some(o)) => {
+                    **counter = (**counter).max(o.saturating_add(1));
+                    o
+                }
+                (Origins::Counter(counter), None) => {
+                    let o = **counter;
+                    **counter += 1;
+                    o
+                }
+                (Origins::Reserved { base, seq }, _) => *base + seq[i],
+            };
+            let pos = start_size + w.scratch.len() as u64;
+            if last_entry_pos.is_none_or(|p| pos >= p + INDEX_INTERVAL) {
+                w.pending.push(IndexEntry {
+                    rel: (offset - base) as u32,
+                    pos,
+                    max_ts_before: max_ts,
+                });
+                last_entry_pos = Some(pos);
+            }
+            encode_into(&mut w.scratch, offset, origin, rec);
+            max_ts = max_ts.max(rec.timestamp);
+            max_origin = Some(max_origin.map_or(origin, |m| m.max(origin)));
+            offset += 1;
+        }
+        if let Err(e) = active.file.write_all_at(&w.scratch, start_size) {
+            // Nothing was published and the counter did not move; cut off whatever part of the
+            // batch reached the file so a later append cannot leave stale frames behind it.
+            if let Err(e2) = active.file.set_len(start_size) {
+                w.poisoned = Some(format!("write failed ({e}) and rollback failed ({e2})"));
+            }
+            return Err(LogError::io("writing segment", &active.path, e));
+        }
         {
-            let mut next_origin = clock.next.lock();
-            let (start_size, start_next, mut max_ts, mut max_origin, mut last_entry_pos) = {
-                let m = active.meta.read();
-                (
-                    m.size,
-                    m.next_offset,
-                    m.max_ts,
-                    m.max_origin,
-                    m.entries.last().map(|e| e.pos),
-                )
-            };
-            w.scratch.clear();
-            w.pending.clear();
-            let mut origin_counter = *next_origin;
-            let mut offset = start_next;
-            for rec in records {
-                let origin = match rec.origin {
-                    Some(o) => {
-                        origin_counter = origin_counter.max(o.saturating_add(1));
-                        o
-                    }
-                    None => {
-                        let o = origin_counter;
-                        origin_counter += 1;
-                        o
-                    }
-                };
-                let pos = start_size + w.scratch.len() as u64;
-                if last_entry_pos.is_none_or(|p| pos >= p + INDEX_INTERVAL) {
-                    w.pending.push(IndexEntry {
-                        rel: (offset - base) as u32,
-                        pos,
-                        max_ts_before: max_ts,
-                    });
-                    last_entry_pos = Some(pos);
-                }
-                encode_into(&mut w.scratch, offset, origin, rec);
-                max_ts = max_ts.max(rec.timestamp);
-                max_origin = Some(max_origin.map_or(origin, |m| m.max(origin)));
-                offset += 1;
-            }
-            if let Err(e) = active.file.write_all_at(&w.scratch, start_size) {
-                // Nothing was published and the counter did not move; cut off whatever part of the
-                // batch reached the file so a later append cannot leave stale frames behind it.
-                if let Err(e2) = active.file.set_len(start_size) {
-                    w.poisoned = Some(format!("write failed ({e}) and rollback failed ({e2})"));
-                }
-                return Err(LogError::io("writing segment", &active.path, e));
-            }
-            {
-                let mut m = active.meta.write();
-                m.entries.extend_from_slice(&w.pending);
-                m.size = start_size + w.scratch.len() as u64;
-                m.next_offset = offset;
-                m.max_ts = max_ts;
-                m.max_origin = max_origin;
-            }
-            *next_origin = origin_counter;
-            clock
-                .committed
-                .store(origin_counter.saturating_sub(1), Ordering::Release);
-            result = AppendResult {
-                base_offset: start_next,
-                last_offset: offset - 1,
-            };
+            let mut m = active.meta.write();
+            m.entries.extend_from_slice(&w.pending);
+            m.size = start_size + w.scratch.len() as u64;
+            m.next_offset = offset;
+            m.max_ts = max_ts;
+            m.max_origin = max_origin;
         }
         w.dirty = true;
+        Ok(AppendResult {
+            base_offset: start_next,
+            last_offset: offset - 1,
+        })
+    }
 
+    /// After a write: fsync when the policy says so, retention after a roll (releases `writer`).
+    pub(crate) fn finish_append(
+        &self,
+        mut guard: parking_lot::MutexGuard<'_, WriterState>,
+        active: &Segment,
+        rolled: bool,
+        config: &LogConfig,
+    ) -> Result<()> {
+        let w = &mut *guard;
         let due = match config.fsync {
             FsyncPolicy::Always => true,
             FsyncPolicy::Never => false,
             FsyncPolicy::IntervalMs(ms) => w.last_sync.elapsed().as_millis() >= u128::from(ms),
         };
         if due {
-            Self::sync_segment(w, &active)?;
+            Self::sync_segment(w, active)?;
         }
         if rolled {
             drop(guard);
             self.enforce_retention(config)?;
         }
-        Ok(result)
+        Ok(())
     }
 
     fn sync_segment(w: &mut WriterState, seg: &Segment) -> Result<()> {

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use twinline_log::murmur2::murmur2;
-use twinline_log::{EmbeddedLog, EventLog, FsyncPolicy, LogConfig, LogError, NewRecord, ReadBatch};
+use twinline_log::{
+    EmbeddedLog, EventLog, FsyncPolicy, LogConfig, LogError, NewRecord, OrderedGroup, ReadBatch,
+};
 
 /// An owned record, the oracle side of every comparison.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -889,4 +891,98 @@ proptest! {
             prop_assert_eq!(read_all(&log, "p", 0, 0, max_bytes), expected);
         }
     }
+}
+
+fn rec(key: &[u8]) -> NewRecord<'_> {
+    NewRecord {
+        key,
+        value: key,
+        timestamp: 0,
+        origin: None,
+        headers: &[],
+    }
+}
+
+fn group<'a>(
+    topic: &'a str,
+    partition: u32,
+    records: &'a [NewRecord<'a>],
+    seq: &'a [u64],
+) -> OrderedGroup<'a> {
+    OrderedGroup {
+        topic,
+        partition,
+        records,
+        seq,
+    }
+}
+
+#[test]
+fn append_ordered_stamps_origins_in_the_callers_order_across_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(dir.path(), small_config()).unwrap();
+    log.create_topic("a", 2).unwrap();
+    log.create_topic("b", 1).unwrap();
+    // Something before, so the reserved range does not start at 0.
+    log.append("b", 0, &[rec(b"first")]).unwrap();
+    let before = log.committed_origin();
+    // Caller's order: x0 (a/0), x1 (b/0), x2 (a/1), x3 (a/0), x4 (b/0), x5 (a/1).
+    let a0 = [rec(b"x0"), rec(b"x3")];
+    let a1 = [rec(b"x2"), rec(b"x5")];
+    let b0 = [rec(b"x1"), rec(b"x4")];
+    let groups = [
+        group("a", 1, &a1, &[2, 5]),
+        group("a", 0, &a0, &[0, 3]),
+        group("b", 0, &b0, &[1, 4]),
+    ];
+    let results = log.append_ordered(&groups).unwrap();
+    assert_eq!(results.len(), 3);
+    assert_eq!((results[2].base_offset, results[2].last_offset), (1, 2));
+    assert_eq!(log.committed_origin(), before + 6);
+    // Merged by origin, the records come back in the caller's order.
+    let mut all: Vec<Rec> = Vec::new();
+    for (t, p) in [("a", 0), ("a", 1), ("b", 0)] {
+        all.extend(read_all(&log, t, p, 0, 1 << 20));
+    }
+    all.sort_by_key(|r| r.origin);
+    let keys: Vec<&[u8]> = all.iter().map(|r| r.key.as_slice()).collect();
+    assert_eq!(
+        keys,
+        vec![&b"first"[..], b"x0", b"x1", b"x2", b"x3", b"x4", b"x5"]
+    );
+    // The counter moved past the range: a later append gets the next origin.
+    log.append("a", 0, &[rec(b"after")]).unwrap();
+    assert_eq!(read_all(&log, "a", 0, 2, 1 << 20)[0].origin, before + 7);
+    // Reopened, the counter restarts past everything.
+    drop(log);
+    let log = EmbeddedLog::open(dir.path(), small_config()).unwrap();
+    log.append("b", 0, &[rec(b"reopened")]).unwrap();
+    assert_eq!(read_all(&log, "b", 0, 3, 1 << 20)[0].origin, before + 8);
+}
+
+#[test]
+fn append_ordered_refuses_bad_sequences_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(dir.path(), small_config()).unwrap();
+    log.create_topic("a", 2).unwrap();
+    let r = [rec(b"k")];
+    let explicit = [NewRecord {
+        origin: Some(7),
+        ..rec(b"k")
+    }];
+    let cases: Vec<Vec<OrderedGroup<'_>>> = vec![
+        vec![group("a", 0, &r, &[0]), group("a", 1, &r, &[0])], // seq 0 twice
+        vec![group("a", 0, &r, &[1])],                          // out of range
+        vec![group("a", 0, &r, &[0]), group("a", 0, &r, &[1])], // same partition twice
+        vec![group("a", 0, &explicit, &[0])],                   // explicit origin
+        vec![group("a", 0, &r, &[])],                           // seq length
+    ];
+    for bad in &cases {
+        assert!(matches!(
+            log.append_ordered(bad),
+            Err(LogError::InvalidArgument(_))
+        ));
+    }
+    assert_eq!(log.end_offset("a", 0).unwrap(), 0);
+    assert_eq!(log.end_offset("a", 1).unwrap(), 0);
 }

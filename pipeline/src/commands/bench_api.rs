@@ -88,6 +88,7 @@ pub fn measure(cfg: &Config, dir: &Path, opts: &ApiBenchOptions) -> Result<ApiFi
                 config: sim,
                 realtime: true,
                 speed: opts.speed,
+                ingest_batch: None,
             }),
             until_caught_up: false,
             factory: None,

@@ -41,6 +41,11 @@ pub struct RunArgs {
     /// Simulator pacing: event-time seconds per wall second.
     #[arg(long, default_value_t = 1.0)]
     pub speed: f64,
+    /// Simulator events per append (default 256 paced, 4096 with --fast or --until-caught-up).
+    /// Never changes what is derived (origins follow the simulator's order); for tests and
+    /// benchmarks.
+    #[arg(long)]
+    pub ingest_batch: Option<usize>,
     /// Directory with the built dashboard (defaults to queries/web/dist next to the binary's source).
     #[arg(long)]
     pub web_dir: Option<PathBuf>,
@@ -84,6 +89,7 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<()> {
             config,
             realtime: !args.fast && !args.until_caught_up,
             speed: args.speed,
+            ingest_batch: args.ingest_batch,
         })
     } else {
         None
