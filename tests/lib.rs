@@ -318,3 +318,15 @@ pub fn multipart(parts: &[Part<'_>]) -> (String, Vec<u8>) {
     body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
     (format!("multipart/form-data; boundary={boundary}"), body)
 }
+
+/// `twinline <args>` with the repository's models and ONNX Runtime (vision and predictive
+/// processors loaded), unchecked: the caller judges the exit status.
+pub fn twinline_with_models(args: &[&str]) -> Output {
+    Command::new(twinline_bin())
+        .args(args)
+        .env("TWINLINE_MODELS__DIR", repo_root().join("models"))
+        .env("ORT_DYLIB_PATH", ort_library())
+        .env("TWINLINE_LOG", "warn")
+        .output()
+        .expect("spawning twinline")
+}

@@ -368,32 +368,25 @@ fn image_to_defect_to_twin_health_to_websocket_warning() {
     //    small paced batches; the replay batches them as full as `vision.max_batch` allows).
     //    The server was stopped while the plant still ran: first let a restart finish the
     //    inputs already in the log.
-    let out = std::process::Command::new(twinline_tests::twinline_bin())
-        .args(["run", "--data", data.to_str().unwrap(), "--until-caught-up"])
-        .env("TWINLINE_MODELS__DIR", &models)
-        .env("ORT_DYLIB_PATH", &ort)
-        .env("TWINLINE_LOG", "warn")
-        .output()
-        .unwrap();
+    let out = twinline_tests::twinline_with_models(&[
+        "run",
+        "--data",
+        data.to_str().unwrap(),
+        "--until-caught-up",
+    ]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let replayed = tmp.path().join("replayed");
-    let out = std::process::Command::new(twinline_tests::twinline_bin())
-        .args([
-            "replay",
-            "--data",
-            data.to_str().unwrap(),
-            "--out",
-            replayed.to_str().unwrap(),
-        ])
-        .env("TWINLINE_MODELS__DIR", &models)
-        .env("ORT_DYLIB_PATH", &ort)
-        .env("TWINLINE_LOG", "warn")
-        .output()
-        .unwrap();
+    let out = twinline_tests::twinline_with_models(&[
+        "replay",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        replayed.to_str().unwrap(),
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -443,13 +436,7 @@ fn detect_command_prints_the_endpoint_json() {
     let file = tmp.path().join("part.png");
     std::fs::write(&file, bytes).unwrap();
     let models = repo_root().join("models");
-    let out = std::process::Command::new(twinline_tests::twinline_bin())
-        .args(["detect", file.to_str().unwrap()])
-        .env("TWINLINE_MODELS__DIR", &models)
-        .env("ORT_DYLIB_PATH", &ort)
-        .env("TWINLINE_LOG", "warn")
-        .output()
-        .unwrap();
+    let out = twinline_tests::twinline_with_models(&["detect", file.to_str().unwrap()]);
     assert!(
         out.status.success(),
         "{}",

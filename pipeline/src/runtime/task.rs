@@ -82,6 +82,28 @@ struct Input {
     prepared_upto: u64,
 }
 
+impl Input {
+    /// Replaces the buffer with what the log holds from `from` on (cursor back to its start),
+    /// and notes how far it got and whether that was the partition's end.
+    fn fill(
+        &mut self,
+        log: &dyn EventLog,
+        from: u64,
+        max_bytes: usize,
+    ) -> Result<(), twinline_log::LogError> {
+        let (topic, partition) = (self.spec.topic.name(), self.spec.partition);
+        self.cursor = 0;
+        log.read(topic, partition, from, max_bytes, &mut self.batch)?;
+        if let Some(last) = self.batch.iter().last() {
+            self.next_read = last.offset + 1;
+            self.last_origin = self.last_origin.max(last.origin);
+        }
+        // A read capped by `max_bytes` may leave records behind.
+        self.reached_end = self.next_read >= log.end_offset(topic, partition)?;
+        Ok(())
+    }
+}
+
 /// Encoded output records waiting to be appended, per output partition.
 #[derive(Default)]
 struct PendingPartition {
@@ -329,22 +351,8 @@ impl Task {
                 // a partition, so nothing unread can be below the last buffered origin.
                 input.last_origin
             } else {
-                input.cursor = 0;
-                self.log.read(
-                    input.spec.topic.name(),
-                    input.spec.partition,
-                    input.next_read,
-                    self.read_batch_bytes,
-                    &mut input.batch,
-                )?;
-                if let Some(last) = input.batch.iter().last() {
-                    input.next_read = last.offset + 1;
-                    input.last_origin = input.last_origin.max(last.origin);
-                }
-                let end = self
-                    .log
-                    .end_offset(input.spec.topic.name(), input.spec.partition)?;
-                input.reached_end = input.next_read >= end;
+                let from = input.next_read;
+                input.fill(&*self.log, from, self.read_batch_bytes)?;
                 // Read after the snapshot and reached the end: every record with origin <= the
                 // snapshot was visible before the read began, so it is buffered.
                 if input.reached_end {
@@ -423,21 +431,7 @@ impl Task {
             // Records appended since the last read can join this batch: re-read from the head.
             if self.log.end_offset(topic.name(), partition)? > input.next_read {
                 let input = &mut self.inputs[i];
-                input.cursor = 0;
-                self.log.read(
-                    topic.name(),
-                    partition,
-                    head_offset,
-                    self.read_batch_bytes,
-                    &mut input.batch,
-                )?;
-                if let Some(last) = input.batch.iter().last() {
-                    input.next_read = last.offset + 1;
-                    input.last_origin = input.last_origin.max(last.origin);
-                }
-                // A read capped by `read_batch_bytes` may leave records behind.
-                input.reached_end =
-                    input.next_read >= self.log.end_offset(topic.name(), partition)?;
+                input.fill(&*self.log, head_offset, self.read_batch_bytes)?;
                 available = input.batch.len();
             }
             if available < limit {
