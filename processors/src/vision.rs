@@ -126,13 +126,16 @@ impl VisionProcessor {
         }
         let n = self.slots.len();
         let t_infer = Instant::now();
-        self.model
-            .infer(&self.input, n, &mut self.answers)
-            .map_err(|e| match e {
-                // The model rejected our own tensor: a bug, not the image's fault.
-                ModelError::Input(m) | ModelError::Mismatch(m) => ProcessError::Internal(m),
-                other => ProcessError::External(other.to_string()),
-            })?;
+        let inferred = self.model.infer(&self.input, n, &mut self.answers);
+        if inferred.is_err() || self.answers.len() != n {
+            // No placeholder answer may outlive a failed batch.
+            self.prepared.truncate(first);
+        }
+        inferred.map_err(|e| match e {
+            // The model rejected our own tensor: a bug, not the image's fault.
+            ModelError::Input(m) | ModelError::Mismatch(m) => ProcessError::Internal(m),
+            other => ProcessError::External(other.to_string()),
+        })?;
         if self.answers.len() != n {
             return Err(ProcessError::Internal(format!(
                 "model answered {} of {n} images",
@@ -227,8 +230,12 @@ impl Processor for VisionProcessor {
         let prepared = match self.take_prepared(partition, offset) {
             Some(p) => p,
             None => {
+                // Not prepared (called directly, or the runtime did not batch): a batch of one,
+                // whose answer is the last one prepared.
                 self.prepare_events(std::slice::from_ref(event))?;
-                self.take_prepared(partition, offset)
+                self.prepared
+                    .pop_back()
+                    .filter(|p| p.partition == partition && p.offset == offset)
                     .ok_or_else(|| ProcessError::Internal("prepared image vanished".to_string()))?
             }
         };

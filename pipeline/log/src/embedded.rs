@@ -491,6 +491,12 @@ impl EventLog for EmbeddedLog {
                     "append_ordered assigns origins itself; a record carries one".into(),
                 ));
             }
+            if g.seq.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(LogError::InvalidArgument(format!(
+                    "{}/{}: sequence numbers must increase within a partition (origins do)",
+                    g.topic, g.partition
+                )));
+            }
             for &q in g.seq {
                 match seen.get_mut(q as usize) {
                     Some(slot) if !*slot => *slot = true,
@@ -531,34 +537,49 @@ impl EventLog for EmbeddedLog {
             prepared.push(parts[i].prepare_append(w, &self.inner.config, g.records)?);
         }
         let mut results = Vec::with_capacity(groups.len());
+        let mut failure = None;
         {
             let clock = &self.inner.clock;
             let mut next = clock.next.lock();
             let base = *next;
-            let end = base + total as u64;
             for (i, g) in groups.iter().enumerate() {
                 let w = guards[i].as_mut().expect("locked above");
-                let written = parts[i].write_stamped(
+                match parts[i].write_stamped(
                     w,
                     &prepared[i].0,
                     g.records,
                     Origins::Reserved { base, seq: g.seq },
-                );
-                if let Err(e) = written {
-                    // Groups already written are published with origins in the reserved range:
-                    // let the committed origin cover the range and never hand it out again.
-                    *next = end;
-                    clock.committed.store(end - 1, Ordering::Release);
-                    return Err(e);
+                ) {
+                    Ok(r) => results.push(r),
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
                 }
-                results.extend(written);
             }
+            // Also after a failure: the groups already written are published with origins in
+            // the reserved range, so the committed origin covers it and it is never reused.
+            let end = base + total as u64;
             *next = end;
             clock.committed.store(end - 1, Ordering::Release);
         }
-        for (i, guard) in guards.into_iter().enumerate() {
-            let guard = guard.expect("locked above");
-            parts[i].finish_append(guard, &prepared[i].0, prepared[i].1, &self.inner.config)?;
+        // Fsync what was written while the writers are held; retention (which locks a writer
+        // again) only after every writer is released, so the lock order stays sorted.
+        let mut sync_failure = None;
+        for (i, guard) in guards.iter_mut().enumerate().take(results.len()) {
+            let w = guard.as_mut().expect("locked above");
+            if let Err(e) = Partition::sync_if_due(w, &prepared[i].0, &self.inner.config) {
+                sync_failure.get_or_insert(e);
+            }
+        }
+        drop(guards);
+        for (part, (_, rolled)) in parts.iter().zip(&prepared) {
+            if *rolled {
+                part.enforce_retention(&self.inner.config)?;
+            }
+        }
+        if let Some(e) = failure.or(sync_failure) {
+            return Err(e);
         }
         Ok(results)
     }

@@ -174,7 +174,8 @@ pub trait EventLog: Send + Sync {
     /// in `seq` order, however the caller grouped them (the committed origin moves once, after
     /// everything is written). Groups name distinct partitions; records carry no explicit
     /// origin. Producers use this so that the processing order does not depend on how they
-    /// batch. The default appends group by group (origins then follow the groups), for
+    /// batch. On an error, the groups before the failing one (in the order given) may already
+    /// be visible. The default appends group by group (origins then follow the groups), for
     /// backends that cannot do better.
     fn append_ordered(&self, groups: &[OrderedGroup<'_>]) -> Result<Vec<AppendResult>> {
         groups

@@ -315,14 +315,27 @@ impl Partition {
     }
 
     /// After a write: fsync when the policy says so, retention after a roll (releases `writer`).
-    pub(crate) fn finish_append(
+    fn finish_append(
         &self,
         mut guard: parking_lot::MutexGuard<'_, WriterState>,
         active: &Segment,
         rolled: bool,
         config: &LogConfig,
     ) -> Result<()> {
-        let w = &mut *guard;
+        Self::sync_if_due(&mut guard, active, config)?;
+        if rolled {
+            drop(guard);
+            self.enforce_retention(config)?;
+        }
+        Ok(())
+    }
+
+    /// Fsyncs the active segment when the fsync policy says it is time. Caller holds `writer`.
+    pub(crate) fn sync_if_due(
+        w: &mut WriterState,
+        active: &Segment,
+        config: &LogConfig,
+    ) -> Result<()> {
         let due = match config.fsync {
             FsyncPolicy::Always => true,
             FsyncPolicy::Never => false,
@@ -330,10 +343,6 @@ impl Partition {
         };
         if due {
             Self::sync_segment(w, active)?;
-        }
-        if rolled {
-            drop(guard);
-            self.enforce_retention(config)?;
         }
         Ok(())
     }

@@ -970,12 +970,14 @@ fn append_ordered_refuses_bad_sequences_and_writes_nothing() {
         origin: Some(7),
         ..rec(b"k")
     }];
+    let two = [rec(b"k"), rec(b"l")];
     let cases: Vec<Vec<OrderedGroup<'_>>> = vec![
+        vec![group("a", 0, &two, &[1, 0])], // decreasing within a partition
         vec![group("a", 0, &r, &[0]), group("a", 1, &r, &[0])], // seq 0 twice
-        vec![group("a", 0, &r, &[1])],                          // out of range
+        vec![group("a", 0, &r, &[1])],      // out of range
         vec![group("a", 0, &r, &[0]), group("a", 0, &r, &[1])], // same partition twice
-        vec![group("a", 0, &explicit, &[0])],                   // explicit origin
-        vec![group("a", 0, &r, &[])],                           // seq length
+        vec![group("a", 0, &explicit, &[0])], // explicit origin
+        vec![group("a", 0, &r, &[])],       // seq length
     ];
     for bad in &cases {
         assert!(matches!(

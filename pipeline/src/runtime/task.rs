@@ -274,20 +274,29 @@ impl Task {
             .collect();
         let mut output_ends: BTreeMap<(String, u32), u64> = BTreeMap::new();
         if let Some(c) = &ckpt {
-            if c.header.processors != names {
-                return Err(TaskError::Mismatch {
-                    task: self.name.clone(),
-                    reason: format!(
-                        "checkpoint has {:?}, task runs {:?}",
-                        c.header.processors, names
-                    ),
-                });
+            // States are matched by processor name. A processor added since the checkpoint (a
+            // model that loads now and did not then) starts empty at the checkpointed offsets;
+            // one that no longer runs has its state dropped. Both are logged: what is derived
+            // from here on differs from a run that had the same processors throughout.
+            for (p, name) in self.processors.iter_mut().zip(&names) {
+                match c.header.processors.iter().position(|n| n == name) {
+                    Some(k) => {
+                        let state = c.states.get(k).ok_or_else(|| TaskError::Mismatch {
+                            task: self.name.clone(),
+                            reason: format!("no state for {name}"),
+                        })?;
+                        p.restore(state).map_err(|e| TaskError::Processor {
+                            processor: p.name(),
+                            message: e.to_string(),
+                        })?;
+                    }
+                    None => warn!(task = %self.name, processor = %name,
+                        "processor not in the checkpoint: it starts empty from the checkpointed offsets"),
+                }
             }
-            for (p, state) in self.processors.iter_mut().zip(&c.states) {
-                p.restore(state).map_err(|e| TaskError::Processor {
-                    processor: p.name(),
-                    message: e.to_string(),
-                })?;
+            for name in c.header.processors.iter().filter(|n| !names.contains(n)) {
+                warn!(task = %self.name, processor = %name,
+                    "processor in the checkpoint is not running now: its state is dropped");
             }
             for input in &mut self.inputs {
                 if let Some(o) = c.header.inputs.iter().find(|o| {
@@ -434,7 +443,9 @@ impl Task {
                 input.fill(&*self.log, head_offset, self.read_batch_bytes)?;
                 available = input.batch.len();
             }
-            if available < limit {
+            // Waiting helps only when the buffer holds everything there is; a read capped by
+            // `read_batch_bytes` gets no fuller by waiting.
+            if available < limit && self.inputs[i].reached_end {
                 let now = Instant::now();
                 let since = *self.batch_wait_since.get_or_insert(now);
                 if now.duration_since(since) < self.batch_max_wait {

@@ -70,6 +70,9 @@ impl ViewFeeder {
     /// One pass over every partition; returns the number of records applied.
     pub fn poll(&mut self, max_bytes: usize) -> Result<usize, twinline_log::LogError> {
         let mut total = 0;
+        // Uploads are answered after the whole pass, so the twin state their defect caused
+        // (appended with it) is in the views when the client reads them next.
+        let mut answers: Vec<(String, DetectOutcome)> = Vec::new();
         for i in 0..self.positions.len() {
             let (topic, partition, from) = self.positions[i];
             // A truncation by a restarted task can move the end below our position (only possible
@@ -101,13 +104,13 @@ impl ViewFeeder {
                                 .get(twinline_processors::vision::HEADER_PROCESSING_TIME_US)
                                 .and_then(|v| std::str::from_utf8(v).ok())
                                 .and_then(|v| v.parse().ok());
-                            hub.complete(
-                                id,
+                            answers.push((
+                                id.clone(),
                                 DetectOutcome {
                                     defect: d.clone(),
                                     processing_time_us,
                                 },
-                            );
+                            ));
                         }
                     }
                     self.payloads.push((partition, r.offset, p));
@@ -132,6 +135,11 @@ impl ViewFeeder {
             }
         }
         self.applied.fetch_add(total as u64, Ordering::Relaxed);
+        if let Some(hub) = &self.detect {
+            for (id, outcome) in answers {
+                hub.complete(&id, outcome);
+            }
+        }
         Ok(total)
     }
 

@@ -79,6 +79,19 @@ impl DetectHub {
     }
 }
 
+/// Removes an upload's waiter when the request ends without its answer (timeout, error, or the
+/// client went away and axum dropped the handler), so the hub never keeps dead entries.
+struct Registration<'a> {
+    hub: &'a DetectHub,
+    request_id: &'a str,
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        self.hub.cancel(self.request_id);
+    }
+}
+
 static REQUEST_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// A request id unique within this process and across restarts (wall-clock nanoseconds + counter).
@@ -246,6 +259,10 @@ pub async fn detect(
     };
     let started = Instant::now();
     let rx = hub.register(&request_id);
+    let _registration = Registration {
+        hub: &hub,
+        request_id: &request_id,
+    };
     let backend = state.backend.clone();
     let ack =
         tokio::task::spawn_blocking(move || backend.ingest(Topic::Images, Payload::Image(image)))
@@ -254,22 +271,17 @@ pub async fn detect(
     let ack = match ack {
         Ok(Ok(a)) => a,
         Ok(Err(e)) => {
-            hub.cancel(&request_id);
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ingest_failed",
                 e,
             ));
         }
-        Err(e) => {
-            hub.cancel(&request_id);
-            return Err(e);
-        }
+        Err(e) => return Err(e),
     };
     let outcome = match tokio::time::timeout(DETECT_TIMEOUT, rx).await {
         Ok(Ok(o)) => o,
         _ => {
-            hub.cancel(&request_id);
             return Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "detect_timeout",
