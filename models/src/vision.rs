@@ -126,7 +126,9 @@ pub fn decode_grey(bytes: &[u8]) -> Result<GrayImage, ModelError> {
     let img = reader
         .decode()
         .map_err(|e| ModelError::Input(format!("cannot decode image: {e}")))?;
-    Ok(img.to_luma8())
+    // `into_luma8` hands back an 8-bit grey buffer as it is (PNG from the plant cameras) and
+    // converts anything else exactly as `to_luma8` does.
+    Ok(img.into_luma8())
 }
 
 /// The model's 64x64 grey input for `bytes` (before normalisation): [`decode_grey`], then the
