@@ -302,10 +302,8 @@ mod tests {
     use crate::Position;
     use image::{GrayImage, ImageEncoder, Luma};
 
-    /// Answers from the mean grey level: dark images are "hole", bright ones "none"; counts calls.
-    struct MeanModel {
-        calls: Vec<usize>,
-    }
+    /// Answers from the mean grey level: dark images are "hole", bright ones "none".
+    struct MeanModel;
 
     impl DefectModel for MeanModel {
         fn name(&self) -> &str {
@@ -320,7 +318,6 @@ mod tests {
             n: usize,
             out: &mut Vec<DefectOutput>,
         ) -> Result<(), ModelError> {
-            self.calls.push(n);
             out.clear();
             for img in input.chunks(INPUT_LEN).take(n) {
                 let mean = img.iter().sum::<f32>() / INPUT_LEN as f32;
@@ -370,6 +367,15 @@ mod tests {
         }
     }
 
+    /// One event per payload, at offsets 0, 1, 2, ...
+    fn events_at_offsets(payloads: &[Payload]) -> Vec<Event<'_>> {
+        payloads
+            .iter()
+            .enumerate()
+            .map(|(i, p)| event(p, i as u64))
+            .collect()
+    }
+
     fn defect_of(out: &mut Emitter) -> (Defect, Vec<(String, Vec<u8>)>) {
         let mut all: Vec<_> = out.drain().collect();
         assert_eq!(all.len(), 1);
@@ -384,7 +390,7 @@ mod tests {
 
     #[test]
     fn emits_one_defect_per_image_with_model_and_request_ids() {
-        let mut p = VisionProcessor::new(Box::new(MeanModel { calls: vec![] }), 8);
+        let mut p = VisionProcessor::new(Box::new(MeanModel), 8);
         let dark = image("M001", png(10, 64), "image/png");
         let bright = image("M001", png(250, 80), "image/png");
         let mut out = Emitter::new();
@@ -414,13 +420,9 @@ mod tests {
         let payloads: Vec<Payload> = (0..11u8)
             .map(|i| image("M001", png(i * 23, 64), "image/png"))
             .collect();
-        let events: Vec<Event<'_>> = payloads
-            .iter()
-            .enumerate()
-            .map(|(i, p)| event(p, i as u64))
-            .collect();
-        let mut single = VisionProcessor::new(Box::new(MeanModel { calls: vec![] }), 4);
-        let mut batched = VisionProcessor::new(Box::new(MeanModel { calls: vec![] }), 4);
+        let events = events_at_offsets(&payloads);
+        let mut single = VisionProcessor::new(Box::new(MeanModel), 4);
+        let mut batched = VisionProcessor::new(Box::new(MeanModel), 4);
         batched.prepare(&events).unwrap();
         let (mut a, mut b) = (Emitter::new(), Emitter::new());
         for e in &events {
@@ -440,12 +442,8 @@ mod tests {
         let payloads: Vec<Payload> = (0..10u8)
             .map(|i| image("M001", png(i, 64), "image/png"))
             .collect();
-        let events: Vec<Event<'_>> = payloads
-            .iter()
-            .enumerate()
-            .map(|(i, p)| event(p, i as u64))
-            .collect();
-        let mut p = VisionProcessor::new(Box::new(MeanModel { calls: vec![] }), 4);
+        let events = events_at_offsets(&payloads);
+        let mut p = VisionProcessor::new(Box::new(MeanModel), 4);
         p.prepare(&events).unwrap();
         assert_eq!(p.prepared.len(), 10);
         assert!(p.prepared.iter().all(|x| x.batch <= 4));
@@ -457,7 +455,7 @@ mod tests {
 
     #[test]
     fn undecodable_and_unsupported_images_are_bad_input() {
-        let mut p = VisionProcessor::new(Box::new(MeanModel { calls: vec![] }), 8);
+        let mut p = VisionProcessor::new(Box::new(MeanModel), 8);
         let mut out = Emitter::new();
         let garbage = image("M001", b"\x89PNG\r\n\x1a\nnot really".to_vec(), "image/png");
         let gif = image("M001", b"GIF89a....".to_vec(), "image/gif");
@@ -490,7 +488,7 @@ mod tests {
 
     #[test]
     fn key_must_match_machine() {
-        let mut p = VisionProcessor::new(Box::new(MeanModel { calls: vec![] }), 8);
+        let mut p = VisionProcessor::new(Box::new(MeanModel), 8);
         let other = image("M002", png(1, 64), "image/png");
         let mut out = Emitter::new();
         assert!(matches!(
@@ -501,7 +499,7 @@ mod tests {
 
     #[test]
     fn stateless_snapshot() {
-        let mut p = VisionProcessor::new(Box::new(MeanModel { calls: vec![] }), 8);
+        let mut p = VisionProcessor::new(Box::new(MeanModel), 8);
         assert!(p.snapshot().unwrap().is_empty());
         p.restore(&[]).unwrap();
         assert!(p.restore(&[1]).is_err());
