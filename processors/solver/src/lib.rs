@@ -7,6 +7,7 @@ mod construct;
 mod graph;
 mod model;
 mod orlib;
+mod repair;
 mod search;
 mod solve;
 mod verify;
@@ -18,6 +19,7 @@ pub use model::{
     SolverError, Unavailability,
 };
 pub use orlib::parse_orlib;
+pub use repair::schedule_from_sequences;
 pub use solve::{solve, Solution, SolveParams, SolveStats};
 pub use verify::verify;
 
