@@ -360,6 +360,22 @@ pub struct ScheduleChange {
     pub makespan_ms: i64,
     pub objective: f64,
     pub moves: Vec<OperationMove>,
+    /// The complete plan after the change (started and planned operations of open jobs).
+    #[serde(default)]
+    pub plan: Vec<PlannedOperation>,
+}
+
+/// One operation of a complete plan.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct PlannedOperation {
+    pub job_id: String,
+    pub operation_index: i32,
+    pub machine_id: String,
+    pub start: i64,
+    pub end: i64,
+    /// Started: machine and start are fixed, `end` is the expected end.
+    #[serde(default)]
+    pub started: bool,
 }
 
 #[derive(

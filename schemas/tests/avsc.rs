@@ -131,7 +131,7 @@ fn avsc_fields_match_fields_md() {
     let named = avsc_named_types();
     assert_eq!(
         md.len(),
-        16,
+        17,
         "records parsed from FIELDS.md: {:?}",
         md.keys()
     );
@@ -340,6 +340,14 @@ fn samples() -> Vec<Payload> {
                 end: 2,
                 previous_machine_id: Some("M0".into()),
                 previous_start: Some(0),
+            }],
+            plan: vec![PlannedOperation {
+                job_id: "J".into(),
+                operation_index: 0,
+                machine_id: "M".into(),
+                start: 1,
+                end: 2,
+                started: true,
             }],
             ..Default::default()
         }

@@ -371,6 +371,27 @@ pub fn operation_move() -> impl Strategy<Value = OperationMove> {
         )
 }
 
+pub fn planned_operation() -> impl Strategy<Value = PlannedOperation> {
+    (
+        text(),
+        any::<i32>(),
+        text(),
+        any::<i64>(),
+        any::<i64>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(job_id, operation_index, machine_id, start, end, started)| PlannedOperation {
+                job_id,
+                operation_index,
+                machine_id,
+                start,
+                end,
+                started,
+            },
+        )
+}
+
 pub fn schedule_change() -> impl Strategy<Value = ScheduleChange> {
     (
         text(),
@@ -381,6 +402,7 @@ pub fn schedule_change() -> impl Strategy<Value = ScheduleChange> {
         any::<i64>(),
         finite(),
         vec(operation_move(), 0..5),
+        vec(planned_operation(), 0..5),
     )
         .prop_map(
             |(
@@ -392,6 +414,7 @@ pub fn schedule_change() -> impl Strategy<Value = ScheduleChange> {
                 makespan_ms,
                 objective,
                 moves,
+                plan,
             )| {
                 ScheduleChange {
                     event_id,
@@ -402,6 +425,7 @@ pub fn schedule_change() -> impl Strategy<Value = ScheduleChange> {
                     makespan_ms,
                     objective,
                     moves,
+                    plan,
                 }
             },
         )
