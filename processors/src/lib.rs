@@ -5,6 +5,7 @@
 //! emits through an [`Emitter`]. See `ARCHITECTURE.md`.
 
 pub mod predictive;
+pub mod scheduler;
 pub mod twin;
 pub mod vision;
 
