@@ -28,6 +28,8 @@ pub struct Config {
     pub predictive: twinline_processors::predictive::PredictiveConfig,
     pub models: ModelsConfig,
     pub vision: VisionSection,
+    #[serde(default)]
+    pub scheduling: twinline_processors::scheduler::SchedulerConfig,
 }
 
 /// The vision processor (images -> defects).
@@ -196,6 +198,9 @@ impl Config {
                 "vision.max_batch must be in 1..=4096".into(),
             ));
         }
+        self.scheduling
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("scheduling: {e}")))?;
         self.twin
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("twin: {e}")))?;

@@ -71,7 +71,7 @@ impl EmbeddedPipeline {
     pub fn start(cfg: &Config, dir: &Path, opts: StartOptions) -> Result<EmbeddedPipeline> {
         let store = Arc::new(Store::open(dir, cfg)?);
         let metrics = Arc::new(Metrics::new());
-        let control = runtime::new_control(store.partitions);
+        let control = runtime::new_control(runtime::task_count(cfg, store.partitions));
         let views = Arc::new(Views::new(crate::commands::view_config(cfg)));
         let ingestor = Arc::new(Mutex::new(Ingestor::new(
             store.log_dyn(),

@@ -4,5 +4,6 @@ mod crash_recovery;
 mod dead_letters;
 mod predictive_flow;
 mod replay;
+mod scheduling_flow;
 mod sim_resume;
 mod vision_flow;

@@ -1,8 +1,9 @@
 //! The maintenance flow as a user sees it, through the real binary: a simulated machine wears,
 //! the vision processor inspects its parts' images, the predictive processor (ONNX models from
 //! `models/predictive`) raises an urgent prediction, a maintenance request is opened, the
-//! dashboard stats pushed over the WebSocket show the alert, and the request's audit chain leads
-//! back to the input records.
+//! dashboard stats pushed over the WebSocket show the alert, the rescheduler moves the planned
+//! jobs off the machine (a new plan pushed over the WebSocket), and the request's audit chain
+//! leads back to the input records.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -58,26 +59,45 @@ fn wear_to_prediction_to_request_to_websocket() {
         .enable_all()
         .build()
         .unwrap();
-    let alert = rt.block_on(async {
+    let (alert, pushed_plan) = rt.block_on(async {
         let (mut ws, _) =
             tokio_tungstenite::connect_async(format!("ws://{listen}/api/v1/ws/stream"))
                 .await
                 .expect("websocket connects");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
+        let mut alert: Option<Value> = None;
+        // Event time of the first request, once the alert is seen (from the SQL view).
+        let mut first_request: Option<i64> = None;
         loop {
             let msg = tokio::time::timeout_at(deadline, ws.next())
                 .await
-                .expect("an urgent alert with an open request pushed within 240 s")
+                .expect("an urgent alert, an open request and a plan after it pushed within 240 s")
                 .expect("stream open")
                 .expect("no error");
             let Message::Text(t) = msg else { continue };
             let v: Value = serde_json::from_str(t.as_str()).unwrap();
-            if v["type"] == "dashboard_stats" {
+            if v["type"] == "dashboard_stats" && alert.is_none() {
                 let alerts = &v["data"]["maintenance_alerts"];
                 let urgent =
                     alerts["critical"].as_u64().unwrap_or(0) + alerts["high"].as_u64().unwrap_or(0);
                 if urgent >= 1 && alerts["open_requests"].as_u64().unwrap_or(0) >= 1 {
-                    return v;
+                    alert = Some(v);
+                    let rows = sql_rows(
+                        &listen,
+                        "SELECT CAST(min(event_time) AS BIGINT) AS t FROM maintenance_requests WHERE action = 'OPEN'",
+                    );
+                    first_request = rows[0]["t"].as_i64();
+                }
+            } else if v["type"] == "schedule" {
+                // The rescheduler's answer to the request reaches the dashboard: a plan made at
+                // or after the request's event time.
+                let planned_at = chrono::DateTime::parse_from_rfc3339(
+                    v["data"]["planned_at"].as_str().unwrap(),
+                )
+                .unwrap()
+                .timestamp_millis();
+                if first_request.is_some_and(|t| planned_at >= t) {
+                    return (alert.unwrap(), v["data"].clone());
                 }
             }
         }
@@ -197,7 +217,86 @@ fn wear_to_prediction_to_request_to_websocket() {
         "the plant should wear out a few times: {faults:?}"
     );
 
-    // 4. The audit chain of a request ends at an input record.
+    // 4. Jobs moved off the machine: every request that opens blocks its machine for
+    //    `maintenance_duration_ms` (2 h) from when it opens (critical and high), and the rescheduler
+    //    replans at once; the WebSocket pushed a plan at least as new as the first such replan.
+    let changes: Vec<Value> = dump(d, "schedule-changes")
+        .into_iter()
+        .map(|r| r["value"].clone())
+        .collect();
+    assert!(!changes.is_empty(), "the scheduler planned nothing");
+    let mut answered = 0;
+    let mut moved_off = 0;
+    let mut first_version = None;
+    for r in &opens {
+        let (m, t, id) = (
+            r["machine_id"].as_str().unwrap(),
+            r["event_time"].as_i64().unwrap(),
+            r["request_id"].as_str().unwrap(),
+        );
+        let needle = format!("maintenance request {id} opened on {m}");
+        let Some(c) = changes
+            .iter()
+            .find(|c| c["reason"].as_str().unwrap().contains(&needle))
+        else {
+            // No change means nothing was planned on the machine from then on.
+            let prev = changes
+                .iter()
+                .rfind(|c| c["event_time"].as_i64().unwrap() <= t);
+            if let Some(prev) = prev {
+                let busy = prev["plan"].as_array().unwrap().iter().filter(|o| {
+                    o["machine_id"] == m && o["started"] == false && o["end"].as_i64().unwrap() > t
+                });
+                assert_eq!(
+                    busy.count(),
+                    0,
+                    "request {id} changed nothing though {m} had work"
+                );
+            }
+            continue;
+        };
+        answered += 1;
+        first_version.get_or_insert(c["plan_version"].as_i64().unwrap());
+        assert_eq!(c["event_time"].as_i64(), Some(t));
+        assert_eq!(c["source"]["topic"], "maintenance-requests");
+        let plan = c["plan"].as_array().unwrap();
+        let w = plan
+            .iter()
+            .filter(|o| o["machine_id"] == m && o["started"] == true)
+            .map(|o| o["end"].as_i64().unwrap())
+            .fold(t, i64::max);
+        for o in plan
+            .iter()
+            .filter(|o| o["machine_id"] == m && o["started"] == false)
+        {
+            let (s, e) = (o["start"].as_i64().unwrap(), o["end"].as_i64().unwrap());
+            assert!(
+                e <= w || s >= w + 2 * 3_600_000,
+                "request {id}: {o} planned on {m} inside the maintenance window from {w}"
+            );
+        }
+        moved_off += c["moves"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|mv| mv["previous_machine_id"] == m && mv["machine_id"] != m)
+            .count();
+    }
+    eprintln!(
+        "scheduling flow: {} requests, {answered} replans, {moved_off} operations moved off the machines",
+        opens.len()
+    );
+    assert!(
+        answered >= 1 && moved_off >= 1,
+        "no job moved off a machine under maintenance"
+    );
+    assert!(
+        pushed_plan["plan_version"].as_i64() >= first_version,
+        "pushed {} before the first request's replan {first_version:?}",
+        pushed_plan["plan_version"]
+    );
+
+    // 5. The audit chain of a request ends at an input record.
     let id = opens[0]["event_id"].as_str().unwrap();
     let out = twinline(&["audit", "--data", d, id]);
     let steps: Vec<Value> = serde_json::Deserializer::from_slice(&out.stdout)
@@ -212,6 +311,20 @@ fn wear_to_prediction_to_request_to_websocket() {
             .contains(&last.as_str().unwrap()),
         "audit chain ends at {last}"
     );
+}
+
+fn sql_rows(listen: &str, query: &str) -> Vec<Value> {
+    let body = serde_json::json!({ "sql": query }).to_string();
+    let (status, text) = twinline_tests::http_request(
+        listen,
+        "POST",
+        "/api/v1/query",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200, "{query}: {text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["rows"].as_array().cloned().unwrap_or_default()
 }
 
 fn dump(data: &str, topic: &str) -> Vec<Value> {

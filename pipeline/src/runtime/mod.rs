@@ -22,7 +22,7 @@ use twinline_schemas::{Codec, Topic};
 
 use crate::config::Config;
 use metrics::Metrics;
-use task::{InputSpec, Task, TaskSpec};
+use task::{Frontiers, InputSpec, Task, TaskSpec};
 
 /// Shared switches between the runtime's threads.
 #[derive(Default)]
@@ -116,6 +116,7 @@ pub fn default_processors_with_status(cfg: &Config) -> (ProcessorFactory, ModelS
                 Err(e) => error!(error = %e, "vision processor could not be built"),
             }
         }
+        v.push(Box::new(twinline_processors::scheduler::JobEventValidator));
         // The config was validated when it was loaded, so construction cannot fail here.
         let twin = twinline_processors::twin::TwinProcessor::new(twin.clone())
             .expect("twin config validated at load");
@@ -174,6 +175,38 @@ pub fn partition_outputs(p: u32) -> Vec<(Topic, u32)> {
     .collect()
 }
 
+/// Inputs of the scheduler task: every partition of `job-events`, `maintenance-requests` and
+/// `twin-state`; it dead-letters nothing (the partition tasks own that).
+pub fn scheduler_inputs(partitions: u32) -> Vec<InputSpec> {
+    (0..partitions)
+        .flat_map(|p| {
+            [
+                Topic::JobEvents,
+                Topic::MaintenanceRequests,
+                Topic::TwinState,
+            ]
+            .into_iter()
+            .map(move |topic| InputSpec {
+                topic,
+                partition: p,
+                owns_dead_letters: false,
+            })
+        })
+        .collect()
+}
+
+/// The runtime's tasks: one per partition, plus the plant-wide scheduler when enabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskId {
+    Partition(u32),
+    Scheduler,
+}
+
+/// Number of tasks (and of checkpoint slots in [`Control`]) for `partitions` and `cfg`.
+pub fn task_count(cfg: &Config, partitions: u32) -> u32 {
+    partitions + u32::from(cfg.scheduling.enabled)
+}
+
 pub struct TaskRunnerArgs {
     pub log: Arc<dyn EventLog>,
     pub codec: Arc<Codec>,
@@ -191,38 +224,79 @@ pub fn spawn_tasks(
     args: TaskRunnerArgs,
     until_caught_up: bool,
 ) -> Vec<JoinHandle<anyhow::Result<()>>> {
+    let frontiers = Arc::new(Frontiers::new(args.partitions));
     let args = Arc::new(args);
-    (0..args.partitions)
-        .map(|p| {
-            let a = args.clone();
+    let mut ids: Vec<TaskId> = (0..args.partitions).map(TaskId::Partition).collect();
+    if args.cfg.scheduling.enabled {
+        ids.push(TaskId::Scheduler);
+    }
+    ids.into_iter()
+        .map(|id| {
+            let (a, f) = (args.clone(), frontiers.clone());
+            let name = match id {
+                TaskId::Partition(p) => format!("task-p{p}"),
+                TaskId::Scheduler => "task-scheduler".to_string(),
+            };
             std::thread::Builder::new()
-                .name(format!("task-p{p}"))
-                .spawn(move || run_partition_task(&a, p, until_caught_up))
+                .name(name)
+                .spawn(move || run_task(&a, &f, id, until_caught_up))
                 .expect("spawning a task thread")
         })
         .collect()
 }
 
-fn open_task(a: &TaskRunnerArgs, p: u32) -> Result<Task, task::TaskError> {
-    let spec = TaskSpec {
-        name: format!("partition-{p}"),
-        inputs: partition_inputs(p),
-        processors: (a.factory)(p),
-        outputs: partition_outputs(p),
-        checkpoint_path: a.checkpoint_dir.join(format!("partition-{p}.ckpt")),
-        watermark_tick_ms: a.cfg.runtime.watermark_tick_ms,
-        read_batch_bytes: a.cfg.runtime.read_batch_bytes,
-        batch_max_wait: Duration::from_millis(a.cfg.vision.max_wait_ms),
+fn open_task(a: &TaskRunnerArgs, f: &Arc<Frontiers>, id: TaskId) -> Result<Task, task::TaskError> {
+    let spec = match id {
+        TaskId::Partition(p) => TaskSpec {
+            name: format!("partition-{p}"),
+            inputs: partition_inputs(p),
+            processors: (a.factory)(p),
+            outputs: partition_outputs(p),
+            checkpoint_path: a.checkpoint_dir.join(format!("partition-{p}.ckpt")),
+            watermark_tick_ms: a.cfg.runtime.watermark_tick_ms,
+            read_batch_bytes: a.cfg.runtime.read_batch_bytes,
+            batch_max_wait: Duration::from_millis(a.cfg.vision.max_wait_ms),
+            publish_frontier: Some((f.clone(), p)),
+            gate: None,
+        },
+        TaskId::Scheduler => {
+            let scheduler =
+                twinline_processors::scheduler::SchedulerProcessor::new(a.cfg.scheduling.clone())
+                    .map_err(|e| task::TaskError::Processor {
+                    processor: "scheduler",
+                    message: e,
+                })?;
+            TaskSpec {
+                name: "scheduler".into(),
+                inputs: scheduler_inputs(a.partitions),
+                processors: vec![Box::new(scheduler)],
+                outputs: vec![(Topic::ScheduleChanges, 0)],
+                checkpoint_path: a.checkpoint_dir.join("scheduler.ckpt"),
+                watermark_tick_ms: a.cfg.runtime.watermark_tick_ms,
+                read_batch_bytes: a.cfg.runtime.read_batch_bytes,
+                batch_max_wait: Duration::ZERO,
+                publish_frontier: None,
+                gate: Some(f.clone()),
+            }
+        }
     };
     Task::open(spec, a.log.clone(), a.codec.clone(), a.metrics.clone())
 }
 
-fn run_partition_task(a: &TaskRunnerArgs, p: u32, until_caught_up: bool) -> anyhow::Result<()> {
-    let span = info_span!("task", partition = p);
+fn run_task(
+    a: &TaskRunnerArgs,
+    f: &Arc<Frontiers>,
+    id: TaskId,
+    until_caught_up: bool,
+) -> anyhow::Result<()> {
+    let span = match id {
+        TaskId::Partition(p) => info_span!("task", partition = p),
+        TaskId::Scheduler => info_span!("task", name = "scheduler"),
+    };
     let _g = span.enter();
     let mut backoff = Duration::from_millis(100);
     loop {
-        match drive_task(a, p, until_caught_up) {
+        match drive_task(a, f, id, until_caught_up) {
             Ok(()) => return Ok(()),
             Err(e) => {
                 a.metrics.task_restarts.fetch_add(1, Ordering::Relaxed);
@@ -237,8 +311,18 @@ fn run_partition_task(a: &TaskRunnerArgs, p: u32, until_caught_up: bool) -> anyh
     }
 }
 
-fn drive_task(a: &TaskRunnerArgs, p: u32, until_caught_up: bool) -> Result<(), task::TaskError> {
-    let mut task = open_task(a, p)?;
+fn drive_task(
+    a: &TaskRunnerArgs,
+    f: &Arc<Frontiers>,
+    id: TaskId,
+    until_caught_up: bool,
+) -> Result<(), task::TaskError> {
+    let mut task = open_task(a, f, id)?;
+    // Checkpoint slot in `Control`: partitions first, then the scheduler.
+    let p = match id {
+        TaskId::Partition(p) => p,
+        TaskId::Scheduler => a.partitions,
+    };
     let ckpt_every = Duration::from_millis(a.cfg.runtime.checkpoint_interval_ms.max(10));
     let mut last_ckpt = Instant::now();
     let mut idle = Duration::from_micros(200);

@@ -43,6 +43,51 @@ pub enum TaskError {
     },
 }
 
+/// How far each partition task has derived: slot `p` holds an origin `F` such that every record
+/// partition task `p` derives from inputs with origin `<= F` is already in the log. A task that
+/// reads derived topics (the scheduler) processes a derived partition only up to its frontier, so
+/// its merge order is the origin order no matter how far ahead or behind the partition tasks are.
+#[derive(Debug)]
+pub struct Frontiers {
+    origin: Vec<std::sync::atomic::AtomicU64>,
+    /// Bumped when a partition task (re)opens, before it truncates its outputs: a reader whose
+    /// round saw a bump discards that round's bound (it may have read records being rewritten).
+    resets: std::sync::atomic::AtomicU64,
+}
+
+impl Frontiers {
+    pub fn new(partitions: u32) -> Self {
+        Frontiers {
+            origin: (0..partitions)
+                .map(|_| std::sync::atomic::AtomicU64::new(0))
+                .collect(),
+            resets: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn publish(&self, p: u32, origin: u64) {
+        if let Some(slot) = self.origin.get(p as usize) {
+            slot.store(origin, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    fn reset(&self, p: u32) {
+        self.resets
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.publish(p, 0);
+    }
+
+    fn resets(&self) -> u64 {
+        self.resets.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn get(&self, p: u32) -> u64 {
+        self.origin
+            .get(p as usize)
+            .map_or(0, |o| o.load(std::sync::atomic::Ordering::Acquire))
+    }
+}
+
 /// One input partition of a task.
 #[derive(Debug, Clone)]
 pub struct InputSpec {
@@ -63,6 +108,10 @@ pub struct TaskSpec {
     pub read_batch_bytes: usize,
     /// How long a batching processor's partial batch may wait for more events (0 = never).
     pub batch_max_wait: Duration,
+    /// A partition task publishes its frontier here, in slot `.1`.
+    pub publish_frontier: Option<(Arc<Frontiers>, u32)>,
+    /// A task reading derived topics processes derived partition `p` only up to frontier `p`.
+    pub gate: Option<Arc<Frontiers>>,
 }
 
 struct Input {
@@ -170,6 +219,8 @@ pub struct Task {
     batch_wait_since: Option<Instant>,
     /// Decoded events of the batch being prepared (reused).
     prep: Vec<(Position, i64, String, Payload)>,
+    publish_frontier: Option<(Arc<Frontiers>, u32)>,
+    gate: Option<Arc<Frontiers>>,
 }
 
 /// What one call to [`Task::run_round`] achieved.
@@ -244,7 +295,13 @@ impl Task {
             batch_max_wait: spec.batch_max_wait,
             batch_wait_since: None,
             prep: Vec::new(),
+            publish_frontier: spec.publish_frontier,
+            gate: spec.gate,
         };
+        if let Some((f, p)) = &task.publish_frontier {
+            // Before truncating: readers must not trust what they saw of the old tail.
+            f.reset(*p);
+        }
         task.recover()?;
         Ok(task)
     }
@@ -352,9 +409,21 @@ impl Task {
     /// Read what is visible and process everything whose order is settled.
     pub fn run_round(&mut self) -> Result<RoundResult, TaskError> {
         let committed = self.log.committed_origin();
+        // Derived partitions are complete only up to their writer's frontier (read before the
+        // inputs, like `committed`).
+        let gate_resets = self.gate.as_ref().map(|g| g.resets());
+        let mut gated_behind = false;
         // Everything with origin <= bound is buffered or processed, on every input.
         let mut bound = u64::MAX;
         for input in &mut self.inputs {
+            let visible = match &self.gate {
+                Some(g) if !input.spec.topic.is_input() => {
+                    let f = g.get(input.spec.partition).min(committed);
+                    gated_behind |= f < committed;
+                    f
+                }
+                _ => committed,
+            };
             let complete = if input.cursor < input.batch.len() {
                 // Not re-read this round: only what is buffered is known. Origins increase within
                 // a partition, so nothing unread can be below the last buffered origin.
@@ -365,12 +434,19 @@ impl Task {
                 // Read after the snapshot and reached the end: every record with origin <= the
                 // snapshot was visible before the read began, so it is buffered.
                 if input.reached_end {
-                    committed.max(input.last_origin)
+                    visible.max(input.last_origin)
                 } else {
                     input.last_origin
                 }
             };
             bound = bound.min(complete);
+        }
+        if let (Some(g), Some(before)) = (&self.gate, gate_resets) {
+            if g.resets() != before {
+                // A writer reopened during the reads: decide nothing on them this round.
+                bound = 0;
+                gated_behind = true;
+            }
         }
         let mut processed = 0usize;
         let mut waiting = false;
@@ -396,7 +472,14 @@ impl Task {
             processed += 1;
         }
         self.flush_outputs()?;
+        if let Some((f, p)) = &self.publish_frontier {
+            if !waiting {
+                // Everything up to `bound` was processed and its outputs appended.
+                f.publish(*p, bound.min(committed.max(self.max_buffered_origin())));
+            }
+        }
         let caught_up = !waiting
+            && !gated_behind
             && self
                 .inputs
                 .iter()
@@ -406,6 +489,11 @@ impl Task {
             caught_up,
             waiting,
         })
+    }
+
+    /// The largest origin any input has buffered or processed.
+    fn max_buffered_origin(&self) -> u64 {
+        self.inputs.iter().map(|i| i.last_origin).max().unwrap_or(0)
     }
 
     /// Before the record at input `i`'s cursor is processed: if batching processors consume its

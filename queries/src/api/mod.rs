@@ -8,6 +8,7 @@ mod docs;
 mod error;
 mod metrics;
 mod routes;
+pub mod scheduling;
 mod snapshot;
 mod web;
 mod ws;
@@ -100,7 +101,7 @@ pub struct ApiConfig {
     pub query_max_rows: usize,
     /// Minimum time between two pushes to one WebSocket client.
     pub ws_push_interval: Duration,
-    /// Messages queued per WebSocket client (at least 3, the greeting); a client whose queue
+    /// messages queued per WebSocket client (at least 4, the greeting); a client whose queue
     /// is full when a push is due is dropped.
     pub ws_queue: usize,
     /// A send to a WebSocket client blocked longer than this drops the client.
@@ -138,6 +139,9 @@ pub struct ApiState {
     pub metrics: Arc<ApiMetrics>,
     /// Rendered documents shared by GETs and WebSocket pushes.
     pub(crate) snapshots: Arc<snapshot::SnapshotCache>,
+    /// `POST /api/v1/scheduling/optimize` calls that may run at once (one per core would starve
+    /// the pipeline; the rest answer 429).
+    pub(crate) solver_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl ApiState {
@@ -164,6 +168,7 @@ impl ApiState {
             config: Arc::new(config),
             metrics: Arc::new(ApiMetrics::default()),
             snapshots,
+            solver_slots: Arc::new(tokio::sync::Semaphore::new(1)),
         })
     }
 
@@ -234,6 +239,8 @@ pub fn app(state: ApiState) -> Router {
         .route("/api/v1/vision/detect", post(detect::detect))
         .route("/api/v1/admin/checkpoint", post(routes::checkpoint))
         .route("/api/v1/ws/stream", get(ws::upgrade))
+        .route("/api/v1/scheduling/schedule", get(scheduling::schedule))
+        .route("/api/v1/scheduling/optimize", post(scheduling::optimize))
         .route("/openapi.json", get(docs::openapi))
         .route("/docs", get(docs::docs_page))
         .route("/", get(web::index))

@@ -24,12 +24,15 @@ pub struct Snapshot {
     pub state: Bytes,
     /// Body of `GET /api/v1/dashboard/stats`.
     pub stats: Bytes,
+    /// Version and body of `GET /api/v1/scheduling/schedule`, once a plan exists.
+    pub schedule: Option<(i64, Bytes)>,
 }
 
-/// One WebSocket push: the two documents, already framed, shared by every client.
+/// One WebSocket push: the documents, already framed, shared by every client (twin state and
+/// dashboard stats always; the schedule when its plan version is new to the receiver).
 #[derive(Clone)]
 pub struct Push {
-    pub messages: [Message; 2],
+    pub messages: Vec<Message>,
 }
 
 /// Cache of the latest [`Snapshot`] and the push channel.
@@ -72,6 +75,7 @@ pub fn current(state: &ApiState) -> Arc<Snapshot> {
         key: k,
         state: Bytes::from(serde_json::to_vec(&factory_state_json(state)).unwrap_or_default()),
         stats: Bytes::from(serde_json::to_vec(&dashboard_stats_json(state)).unwrap_or_default()),
+        schedule: reuse_schedule(slot.as_ref(), state),
     });
     // Before the first event the documents carry the wall clock as their timestamp: render
     // those afresh each time (they are tiny) instead of serving a frozen time.
@@ -79,6 +83,19 @@ pub fn current(state: &ApiState) -> Arc<Snapshot> {
         *slot = Some(snap.clone());
     }
     snap
+}
+
+/// The schedule document: the previous rendering when the plan version is unchanged (a plan can
+/// hold thousands of operations; twin-state changes are far more frequent than plan changes).
+fn reuse_schedule(previous: Option<&Arc<Snapshot>>, state: &ApiState) -> Option<(i64, Bytes)> {
+    let plan = state.views.schedule()?;
+    if let Some((v, body)) = previous.and_then(|p| p.schedule.as_ref()) {
+        if *v == plan.plan_version {
+            return Some((*v, body.clone()));
+        }
+    }
+    let body = serde_json::to_vec(&super::scheduling::schedule_json(&plan)).unwrap_or_default();
+    Some((plan.plan_version, Bytes::from(body)))
 }
 
 fn now_ms() -> i64 {
@@ -102,16 +119,22 @@ fn envelope(kind: &str, data: &Bytes, sent_at_ms: i64) -> Message {
     Message::Text(Utf8Bytes::from(s))
 }
 
-/// The two documents of the current rendering, framed for a WebSocket, stamped now.
-pub fn push_now(state: &ApiState) -> Push {
+/// The documents of the current rendering, framed for a WebSocket, stamped now. The schedule is
+/// included when its plan version differs from `sent_plan` (and then `sent_plan` is updated).
+pub fn push_now(state: &ApiState, sent_plan: &mut Option<i64>) -> Push {
     let snap = current(state);
     let at = now_ms();
-    Push {
-        messages: [
-            envelope("twin_state", &snap.state, at),
-            envelope("dashboard_stats", &snap.stats, at),
-        ],
+    let mut messages = vec![
+        envelope("twin_state", &snap.state, at),
+        envelope("dashboard_stats", &snap.stats, at),
+    ];
+    if let Some((v, body)) = &snap.schedule {
+        if *sent_plan != Some(*v) {
+            messages.push(envelope("schedule", body, at));
+            *sent_plan = Some(*v);
+        }
     }
+    Push { messages }
 }
 
 /// Subscribes a client to the pushes, starting the ticker with the first subscriber.
@@ -132,6 +155,8 @@ async fn ticker(state: ApiState) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
+    // Clients get the plan in their greeting; pushes carry it again only when it changes.
+    let mut sent_plan = current(&state).schedule.as_ref().map(|s| s.0);
     loop {
         // Wait for a change first, then for the next tick: an idle plant costs nothing.
         if changes.changed().await.is_err() {
@@ -142,7 +167,7 @@ async fn ticker(state: ApiState) {
         if state.snapshots.pushes.receiver_count() == 0 {
             continue;
         }
-        let push = push_now(&state);
+        let push = push_now(&state, &mut sent_plan);
         // An error only means every subscriber left meanwhile.
         let _ = state.snapshots.pushes.send(push);
     }

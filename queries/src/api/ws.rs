@@ -42,7 +42,8 @@ impl Drop for ClientGuard {
     }
 }
 
-const GREETING_MESSAGES: usize = 3;
+/// hello, twin state, dashboard stats and (once a plan exists) the schedule.
+const GREETING_MESSAGES: usize = 4;
 
 type Sink = Arc<Mutex<SplitSink<WebSocket, Message>>>;
 
@@ -97,7 +98,7 @@ async fn session(socket: WebSocket, state: ApiState) {
     // Subscribe before rendering the greeting so no change falls between the two.
     let mut pushes = snapshot::subscribe(&state);
     let hello = json!({ "type": "hello", "server": "twinline", "version": VERSION });
-    let greeting = snapshot::push_now(&state);
+    let greeting = snapshot::push_now(&state, &mut None);
     let first = std::iter::once(Message::Text(hello.to_string().into())).chain(greeting.messages);
     let greeted = Instant::now();
     let mut writer_done = false;

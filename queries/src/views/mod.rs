@@ -32,8 +32,9 @@ pub use provider::{ViewTable, ViewsSchema};
 
 use model::Model;
 use tables::{
-    CurrentTwinStateView, DeadLetterColumns, DefectColumns, FailurePredictionColumns,
-    MaintenanceRequestColumns, ScheduleColumns, SensorReadingColumns, TwinStateColumns,
+    CurrentScheduleView, CurrentTwinStateView, DeadLetterColumns, DefectColumns,
+    FailurePredictionColumns, MaintenanceRequestColumns, ScheduleColumns, SensorReadingColumns,
+    TwinStateColumns,
 };
 
 /// One decoded log record handed to the views.
@@ -107,10 +108,11 @@ fn topic_bit(topic: Topic) -> u16 {
 }
 
 /// Topics that change the API's model (and so wake WebSocket clients).
-const MODEL_TOPICS: [Topic; 3] = [
+const MODEL_TOPICS: [Topic; 4] = [
     Topic::TwinState,
     Topic::FailurePredictions,
     Topic::MaintenanceRequests,
+    Topic::ScheduleChanges,
 ];
 
 /// Counts of what the views have seen since start.
@@ -179,8 +181,9 @@ impl Views {
             br,
             c.other_max_rows,
         )));
+        views.register(Box::new(CurrentScheduleView::default()));
         views.register(Box::new(AppendView::<ScheduleColumns>::new(
-            "schedule",
+            "schedule_changes",
             &[Topic::ScheduleChanges],
             br,
             c.other_max_rows,
@@ -307,6 +310,11 @@ impl Views {
     pub fn dashboard_stats(&self) -> DashboardStats {
         let ts = self.timestamp();
         self.model.lock().dashboard_stats(ts)
+    }
+
+    /// The newest plan (the latest `schedule-changes` event); `None` before the first one.
+    pub fn schedule(&self) -> Option<Arc<twinline_schemas::ScheduleChange>> {
+        self.model.lock().schedule.clone()
     }
 
     /// State and recent history of one machine; `None` if no twin state was seen for it.

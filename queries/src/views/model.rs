@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, VecDeque};
 use serde::Serialize;
 use twinline_schemas::{
     FailurePrediction, FeatureContribution, MaintenanceAction, MaintenanceRequest, Payload,
-    TwinState, Urgency,
+    ScheduleChange, TwinState, Urgency,
 };
 
 use super::tables::{status_symbol, ALL_STATUSES};
@@ -241,6 +241,8 @@ pub(crate) struct Model {
     open_by_machine: BTreeMap<String, BTreeMap<String, OpenRequest>>,
     /// Request id -> machine id of every open request: a CLOSE is matched by request id alone.
     open_requests: BTreeMap<String, String>,
+    /// The newest plan.
+    pub(crate) schedule: Option<std::sync::Arc<ScheduleChange>>,
 }
 
 impl Model {
@@ -251,6 +253,7 @@ impl Model {
             predictions: BTreeMap::new(),
             open_by_machine: BTreeMap::new(),
             open_requests: BTreeMap::new(),
+            schedule: None,
         }
     }
 
@@ -286,6 +289,10 @@ impl Model {
                 }
                 Payload::FailurePrediction(p) => {
                     self.apply_prediction(p);
+                    changed = true;
+                }
+                Payload::ScheduleChange(c) => {
+                    self.schedule = Some(std::sync::Arc::new(c.clone()));
                     changed = true;
                 }
                 Payload::MaintenanceRequest(m) => {

@@ -11,8 +11,8 @@ use arrow::array::{
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use twinline_schemas::{
-    DeadLetterReason, MachineStatus, MaintenanceAction, Payload, SensorKind, Source, Topic,
-    TwinState, Urgency,
+    DeadLetterReason, MachineStatus, MaintenanceAction, Payload, ScheduleChange, SensorKind,
+    Source, Topic, TwinState, Urgency,
 };
 
 use super::append::AppendRows;
@@ -485,7 +485,98 @@ impl AppendRows for MaintenanceRequestColumns {
 }
 
 // ------------------------------------------------------------------------------------------
-// schedule (one row per operation move of every plan version)
+// schedule (the current plan: one row per operation of the latest plan version)
+// ------------------------------------------------------------------------------------------
+
+columns! {
+    pub struct CurrentScheduleColumns {
+        plan_version: Int64Builder => DataType::Int64, false,
+        planned_at: TimestampMillisecondBuilder => ts_type(), false,
+        reason: StringBuilder => DataType::Utf8, false,
+        job_id: StringBuilder => DataType::Utf8, false,
+        operation_index: Int32Builder => DataType::Int32, false,
+        machine_id: StringBuilder => DataType::Utf8, false,
+        start_time: TimestampMillisecondBuilder => ts_type(), false,
+        end_time: TimestampMillisecondBuilder => ts_type(), false,
+        started: BooleanBuilder => DataType::Boolean, false,
+    }
+}
+
+/// `schedule`: the operations of the latest plan (from the newest `schedule-changes` event).
+pub struct CurrentScheduleView {
+    topics: [Topic; 1],
+    schema: SchemaRef,
+    latest: Option<ScheduleChange>,
+    cached: Option<RecordBatch>,
+}
+
+impl Default for CurrentScheduleView {
+    fn default() -> Self {
+        CurrentScheduleView {
+            topics: [Topic::ScheduleChanges],
+            schema: CurrentScheduleColumns::schema(),
+            latest: None,
+            cached: None,
+        }
+    }
+}
+
+impl View for CurrentScheduleView {
+    fn name(&self) -> &str {
+        "schedule"
+    }
+
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn topics(&self) -> &[Topic] {
+        &self.topics
+    }
+
+    fn apply(&mut self, events: &[ViewEvent<'_>]) {
+        // Only the newest plan matters: take the last change of the batch.
+        if let Some(c) = events.iter().rev().find_map(|e| match e.payload {
+            Payload::ScheduleChange(c) => Some(c),
+            _ => None,
+        }) {
+            self.latest = Some(c.clone());
+            self.cached = None;
+        }
+    }
+
+    fn snapshot(&mut self) -> Vec<RecordBatch> {
+        if self.cached.is_none() {
+            let plan = self.latest.as_ref().map_or(&[][..], |c| c.plan.as_slice());
+            let mut cols = CurrentScheduleColumns::with_capacity(plan.len());
+            if let Some(c) = &self.latest {
+                for p in plan {
+                    cols.plan_version.append_value(c.plan_version);
+                    cols.planned_at.append_value(c.event_time);
+                    cols.reason.append_value(&c.reason);
+                    cols.job_id.append_value(&p.job_id);
+                    cols.operation_index.append_value(p.operation_index);
+                    cols.machine_id.append_value(&p.machine_id);
+                    cols.start_time.append_value(p.start);
+                    cols.end_time.append_value(p.end);
+                    cols.started.append_value(p.started);
+                }
+            }
+            match RecordBatch::try_new(self.schema.clone(), cols.finish_all()) {
+                Ok(batch) => self.cached = Some(batch),
+                Err(e) => tracing::error!(error = %e, "cannot build schedule batch"),
+            }
+        }
+        self.cached.iter().cloned().collect()
+    }
+
+    fn num_rows(&self) -> usize {
+        self.latest.as_ref().map_or(0, |c| c.plan.len())
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// schedule_changes (one row per operation move of every plan version)
 // ------------------------------------------------------------------------------------------
 
 columns! {

@@ -212,6 +212,16 @@ pub fn mixed_events(seed: u64, n: usize, machines: usize) -> Vec<(Topic, u32, u6
                         previous_start: Some(t - 5),
                     })
                     .collect(),
+                plan: (0..rng.gen_range(0..3))
+                    .map(|k| PlannedOperation {
+                        job_id: format!("j-{k}"),
+                        operation_index: k,
+                        machine_id: m.clone(),
+                        start: t,
+                        end: t + 100,
+                        started: k == 0,
+                    })
+                    .collect(),
             }),
             _ => Payload::Image(Image {
                 machine_id: m.clone(),

@@ -50,7 +50,7 @@ async fn refuses_everything_but_reads() {
         .query("SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name", None)
         .await
         .unwrap();
-    assert_eq!(r.row_count, 8, "exactly the eight views");
+    assert_eq!(r.row_count, 9, "exactly the nine views");
     assert!(!std::path::Path::new("/tmp/twinline-copy.csv").exists());
 }
 

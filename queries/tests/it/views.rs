@@ -18,7 +18,7 @@ fn table(views: &Views, name: &str) -> RecordBatch {
     concat_batches(&schema, &batches).expect("concat")
 }
 
-const TABLES: [&str; 8] = [
+const TABLES: [&str; 9] = [
     "twin_state",
     "twin_state_history",
     "sensor_readings",
@@ -27,6 +27,7 @@ const TABLES: [&str; 8] = [
     "failure_predictions",
     "maintenance_requests",
     "schedule",
+    "schedule_changes",
 ];
 
 /// Random batch splits (and a small Arrow batch size that forces many sealed batches) must give

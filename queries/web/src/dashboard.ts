@@ -85,7 +85,7 @@ export function mountDashboard(app: HTMLElement): void {
       card('machines', 'Machines', filter, machineTable),
       card('predictions', 'Failure predictions', predBox),
       card('schedule', 'Production schedule', ganttNote, ganttHost),
-      card('sql', 'SQL console', h('p', { class: 'muted small', text: 'Views: twin_state, twin_state_history, sensor_readings, defects, dead_letters (later failure_predictions, maintenance_requests, schedule).' }), sqlConsole()),
+      card('sql', 'SQL console', h('p', { class: 'muted small', text: 'Views: twin_state, twin_state_history, sensor_readings, defects, dead_letters, failure_predictions, maintenance_requests, schedule (the current plan), schedule_changes.' }), sqlConsole()),
     ),
     detail.root,
   );

@@ -1,0 +1,344 @@
+//! Scheduling routes: `GET /api/v1/scheduling/schedule` (the current plan, from the views) and
+//! `POST /api/v1/scheduling/optimize` (solve a submitted job-shop problem with the solver).
+//!
+//! `optimize` accepts the seed's simple form (`jobs` with `job_id`, `processing_time`,
+//! `priority`: one operation per job, on any machine of `machines`) and the richer form (jobs with
+//! `operations`, each listing its `eligible` machines and times, plus release and due dates and
+//! machine unavailability). Times are plain integers in the caller's unit. Malformed or
+//! infeasible problems answer 422 with the reason.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use twinline_schemas::ScheduleChange;
+use twinline_solver::{Instance, Job, Objective, Operation, SolveParams, Unavailability};
+
+use super::{ApiError, ApiState, Role};
+use crate::time::rfc3339_ms;
+
+/// Longest time limit a request may ask for.
+pub const MAX_TIME_LIMIT_MS: u64 = 60_000;
+/// Default time limit (the solver's default).
+pub const DEFAULT_TIME_LIMIT_MS: u64 = 10_000;
+/// Most solver threads a request may ask for.
+pub const MAX_THREADS: usize = 8;
+/// Largest problem accepted, in operations.
+pub const MAX_OPERATIONS: usize = 20_000;
+
+/// The JSON document of a plan (`GET /api/v1/scheduling/schedule` and the WebSocket `schedule`
+/// message).
+pub fn schedule_json(c: &ScheduleChange) -> Value {
+    let operations: Vec<Value> = c
+        .plan
+        .iter()
+        .map(|p| {
+            json!({
+                "job_id": p.job_id,
+                "operation_index": p.operation_index,
+                "machine_id": p.machine_id,
+                "start": rfc3339_ms(p.start),
+                "end": rfc3339_ms(p.end),
+                "started": p.started,
+            })
+        })
+        .collect();
+    json!({
+        "plan_version": c.plan_version,
+        "planned_at": rfc3339_ms(c.event_time),
+        "reason": c.reason,
+        "event_id": c.event_id,
+        "source": {"topic": c.source.topic, "partition": c.source.partition, "offset": c.source.offset},
+        "makespan_ms": c.makespan_ms,
+        "objective": c.objective,
+        "moved_operations": c.moves.len(),
+        "operations": operations,
+    })
+}
+
+pub async fn schedule(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    state.authorize(&headers, Role::Read)?;
+    match state.views.schedule() {
+        Some(c) => Ok(Json(schedule_json(&c))),
+        None => Err(ApiError::not_found(
+            "no_plan",
+            "no plan yet: the scheduler has not planned any job (no job-events, or scheduling is disabled)",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptimizeRequest {
+    jobs: Vec<JobIn>,
+    /// Machines of the simple form (a job without `operations` may run on any of them); default:
+    /// the machines the twin knows.
+    #[serde(default)]
+    machines: Option<Vec<String>>,
+    #[serde(default)]
+    unavailability: Vec<WindowIn>,
+    #[serde(default)]
+    objective: Option<String>,
+    #[serde(default)]
+    time_limit_ms: Option<u64>,
+    #[serde(default)]
+    threads: Option<usize>,
+    #[serde(default)]
+    seed: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobIn {
+    job_id: String,
+    /// Simple form: one operation of this length.
+    #[serde(default)]
+    processing_time: Option<i64>,
+    /// Simple form: pin the operation to one machine.
+    #[serde(default)]
+    machine_id: Option<String>,
+    #[serde(default)]
+    operations: Option<Vec<OperationIn>>,
+    /// Weight in the weighted-tardiness objective (default 1).
+    #[serde(default)]
+    priority: Option<f64>,
+    #[serde(default)]
+    release_time: Option<i64>,
+    #[serde(default)]
+    due_date: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OperationIn {
+    eligible: Vec<EligibleIn>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EligibleIn {
+    machine_id: String,
+    processing_time: i64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowIn {
+    machine_id: String,
+    start: i64,
+    end: i64,
+}
+
+fn invalid(detail: impl Into<String>) -> ApiError {
+    ApiError::unprocessable("invalid_problem", detail)
+}
+
+/// The solver instance of a request, its machine names, and the solve parameters.
+fn build(
+    req: OptimizeRequest,
+    known_machines: Vec<String>,
+) -> Result<(Instance, Vec<String>, SolveParams), ApiError> {
+    if req.jobs.is_empty() {
+        return Err(invalid("jobs is empty"));
+    }
+    let mut machines: Vec<String> = Vec::new();
+    let mut index: BTreeMap<String, usize> = BTreeMap::new();
+    let mut machine = |id: &str| -> usize {
+        if let Some(i) = index.get(id) {
+            return *i;
+        }
+        machines.push(id.to_string());
+        index.insert(id.to_string(), machines.len() - 1);
+        machines.len() - 1
+    };
+    let pool: Vec<String> = req.machines.clone().unwrap_or(known_machines);
+    let mut seen = BTreeMap::new();
+    let mut jobs = Vec::with_capacity(req.jobs.len());
+    let mut total_ops = 0usize;
+    for (j, job) in req.jobs.iter().enumerate() {
+        if job.job_id.is_empty() {
+            return Err(invalid(format!("jobs[{j}]: job_id is empty")));
+        }
+        if seen.insert(job.job_id.clone(), j).is_some() {
+            return Err(invalid(format!(
+                "jobs[{j}]: duplicate job_id {:?}",
+                job.job_id
+            )));
+        }
+        let operations: Vec<Operation> = match (&job.operations, job.processing_time) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(format!(
+                    "job {}: give either processing_time or operations, not both",
+                    job.job_id
+                )))
+            }
+            (None, None) => {
+                return Err(invalid(format!(
+                    "job {}: processing_time or operations is required",
+                    job.job_id
+                )))
+            }
+            (None, Some(p)) => {
+                let eligible: Vec<(usize, i64)> = match &job.machine_id {
+                    Some(m) => vec![(machine(m), p)],
+                    None if pool.is_empty() => {
+                        return Err(invalid(
+                            "no machines: give `machines` (or `machine_id` per job); the twin knows none yet",
+                        ))
+                    }
+                    None => pool.iter().map(|m| (machine(m), p)).collect(),
+                };
+                vec![Operation { eligible }]
+            }
+            (Some(ops), None) => {
+                if ops.is_empty() {
+                    return Err(invalid(format!("job {}: operations is empty", job.job_id)));
+                }
+                ops.iter()
+                    .map(|o| Operation {
+                        eligible: o
+                            .eligible
+                            .iter()
+                            .map(|e| (machine(&e.machine_id), e.processing_time))
+                            .collect(),
+                    })
+                    .collect()
+            }
+        };
+        total_ops += operations.len();
+        if total_ops > MAX_OPERATIONS {
+            return Err(invalid(format!("more than {MAX_OPERATIONS} operations")));
+        }
+        let weight = job.priority.unwrap_or(1.0);
+        jobs.push(Job {
+            id: job.job_id.clone(),
+            operations,
+            release: job.release_time.unwrap_or(0),
+            due: job.due_date,
+            weight,
+        });
+    }
+    let unavailability: Vec<Unavailability> = req
+        .unavailability
+        .iter()
+        .map(|w| Unavailability {
+            machine: machine(&w.machine_id),
+            start: w.start,
+            end: w.end,
+        })
+        .collect();
+    let objective = match req.objective.as_deref() {
+        None | Some("makespan") => Objective::Makespan,
+        Some("weighted_tardiness") => Objective::WeightedTardiness,
+        Some(other) => {
+            return Err(invalid(format!(
+                "objective must be makespan or weighted_tardiness, got {other:?}"
+            )))
+        }
+    };
+    let limit = req.time_limit_ms.unwrap_or(DEFAULT_TIME_LIMIT_MS);
+    if limit == 0 || limit > MAX_TIME_LIMIT_MS {
+        return Err(invalid(format!(
+            "time_limit_ms must be in 1..={MAX_TIME_LIMIT_MS}"
+        )));
+    }
+    let threads = req.threads.unwrap_or(2);
+    if threads == 0 || threads > MAX_THREADS {
+        return Err(invalid(format!("threads must be in 1..={MAX_THREADS}")));
+    }
+    let inst = Instance {
+        machines: machines.len(),
+        jobs,
+        unavailability,
+        fixed: Vec::new(),
+    };
+    inst.validate().map_err(|e| invalid(e.to_string()))?;
+    let params = SolveParams {
+        time_limit: Duration::from_millis(limit),
+        threads,
+        seed: req.seed.unwrap_or(0),
+        objective,
+        initial: None,
+        max_iterations: None,
+    };
+    Ok((inst, machines, params))
+}
+
+pub async fn optimize(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    state.authorize(&headers, Role::Read)?;
+    let req: OptimizeRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::unprocessable("malformed_problem", e.to_string()))?;
+    let known: Vec<String> = state
+        .views
+        .factory_state()
+        .machines
+        .iter()
+        .map(|m| m.machine_id.clone())
+        .collect();
+    let (inst, machines, params) = build(req, known)?;
+    let permit = state
+        .solver_slots
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "solver_busy",
+                "every solver slot is busy; retry later",
+            )
+        })?;
+    let objective = match params.objective {
+        Objective::Makespan => "makespan",
+        Objective::WeightedTardiness => "weighted_tardiness",
+    };
+    let inst = Arc::new(inst);
+    let solved = {
+        let inst = inst.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            twinline_solver::solve(&inst, &params)
+        })
+        .await
+        .map_err(|e| ApiError::internal("solver_failed", e.to_string()))?
+    };
+    let sol = solved.map_err(|e| ApiError::unprocessable("infeasible", e.to_string()))?;
+    let mut schedule = Vec::with_capacity(inst.num_operations());
+    for (j, ops) in sol.schedule.jobs.iter().enumerate() {
+        for (k, o) in ops.iter().enumerate() {
+            schedule.push(json!({
+                "job_id": inst.jobs[j].id,
+                "operation_index": k,
+                "machine_id": machines[o.machine],
+                "start": o.start,
+                "end": o.end,
+            }));
+        }
+    }
+    schedule.sort_by(|a, b| {
+        (a["start"].as_i64(), a["machine_id"].as_str())
+            .cmp(&(b["start"].as_i64(), b["machine_id"].as_str()))
+    });
+    Ok(Json(json!({
+        "schedule": schedule,
+        "makespan": sol.makespan,
+        "solver_time_ms": sol.stats.solver_time_ms,
+        "optimal": sol.optimal,
+        "lower_bound": sol.lower_bound,
+        "objective": objective,
+        "objective_value": sol.objective_value,
+        "time_to_best_ms": sol.time_to_best_ms,
+    })))
+}

@@ -1,0 +1,317 @@
+//! Scheduling flow: jobs submitted to `job-events` are planned; a machine fault drives the twin
+//! into ERROR, the rescheduler moves the work off the machine at once, and the new plan reaches
+//! the HTTP API, the SQL views and WebSocket clients. Also the optimize endpoint and a replay.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+use twinline_tests::{free_port, http_request, twinline, Server};
+
+const WRITER: &str = "sched-writer";
+const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+const MIN: i64 = 60_000;
+
+fn post(listen: &str, path: &str, body: &Value, token: Option<&str>) -> (u16, Value) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("Authorization", a.as_str()));
+    }
+    let (status, text) = http_request(listen, "POST", path, &headers, body.to_string().as_bytes());
+    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, v)
+}
+
+fn ingest(listen: &str, topic: &str, event: Value) {
+    let (status, v) = post(
+        listen,
+        &format!("/api/v1/ingest/{topic}"),
+        &event,
+        Some(WRITER),
+    );
+    assert_eq!(status, 202, "{topic}: {v}");
+}
+
+fn sql(listen: &str, query: &str) -> Vec<Value> {
+    let (status, v) = post(listen, "/api/v1/query", &json!({ "sql": query }), None);
+    assert_eq!(status, 200, "{query}: {v}");
+    v["rows"].as_array().cloned().unwrap_or_default()
+}
+
+/// Waits for the current plan to satisfy `ok`.
+fn plan_where(listen: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, text) = http_request(listen, "GET", "/api/v1/scheduling/schedule", &[], b"");
+        if status == 200 {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if ok(&v) {
+                return v;
+            }
+        } else {
+            assert_eq!(status, 404, "{text}");
+        }
+        assert!(Instant::now() < deadline, "no plan with {what}: {text}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn ms(t: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(t.as_str().unwrap())
+        .unwrap()
+        .timestamp_millis()
+}
+
+/// Six jobs of two operations; every first operation may run on M1 (fastest) or elsewhere.
+fn jobs() -> Vec<Value> {
+    (0..6)
+        .map(|j| {
+            let alt = if j % 2 == 0 { "M2" } else { "M3" };
+            json!({
+                "job_id": format!("J{j}"), "kind": "SUBMITTED", "event_time": T0,
+                "priority": 1 + j % 3, "release_time": T0, "due_date": T0 + 120 * MIN,
+                "operations": [
+                    {"eligible": [{"machine_id": "M1", "duration_ms": 5 * MIN},
+                                  {"machine_id": alt, "duration_ms": 7 * MIN}]},
+                    {"eligible": [{"machine_id": alt, "duration_ms": 4 * MIN}]}
+                ],
+                "operation_index": null, "machine_id": null
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn fault_moves_planned_work_off_the_machine_and_everyone_sees_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("twinline.toml");
+    std::fs::write(
+        &config,
+        format!("[api]\ntokens = [{{ token = \"{WRITER}\", role = \"write\" }}]\nws_push_interval_ms = 200\n"),
+    )
+    .unwrap();
+    let data = tmp.path().join("data");
+    let empty_models = tmp.path().join("models");
+    std::fs::create_dir_all(&empty_models).unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let server = Server::start(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "run",
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            &listen,
+        ],
+        &[("TWINLINE_MODELS__DIR", empty_models.to_str().unwrap())],
+        &listen,
+    );
+    // No plan yet: 404, which the dashboard shows as an empty state.
+    let (status, text) = http_request(&listen, "GET", "/api/v1/scheduling/schedule", &[], b"");
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains("no_plan"), "{text}");
+
+    // A WebSocket client collects every schedule push.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let ws_listen = listen.clone();
+    let pushes = rt.spawn(async move {
+        let (mut ws, _) =
+            tokio_tungstenite::connect_async(format!("ws://{ws_listen}/api/v1/ws/stream"))
+                .await
+                .expect("websocket connects");
+        let mut seen: Vec<Value> = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, ws.next()).await {
+            let Message::Text(t) = msg else { continue };
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            if v["type"] == "schedule" {
+                let done = v["data"]["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("M1 entered ERROR"));
+                seen.push(v["data"].clone());
+                if done {
+                    break;
+                }
+            }
+        }
+        seen
+    });
+
+    // 1. Jobs are planned. The first plans at once; the rest are batched until event time passes
+    //    the routine interval (a heartbeat 5 minutes later).
+    for j in jobs() {
+        ingest(&listen, "job-events", j);
+    }
+    ingest(
+        &listen,
+        "machine-events",
+        json!({"machine_id": "M1", "kind": "HEARTBEAT", "event_time": T0 + 5 * MIN}),
+    );
+    let before = plan_where(&listen, "all 12 operations", |v| {
+        v["operations"].as_array().unwrap().len() == 12
+    });
+    let ops = before["operations"].as_array().unwrap();
+    let on_m1: Vec<&Value> = ops.iter().filter(|o| o["machine_id"] == "M1").collect();
+    assert!(on_m1.len() >= 2, "the fast machine is used: {before}");
+
+    // 2. M1 faults: the twin says ERROR, and the plan moves at once.
+    let fault_at = T0 + 6 * MIN;
+    ingest(
+        &listen,
+        "machine-events",
+        json!({"machine_id": "M1", "kind": "FAULT", "event_time": fault_at, "fault_code": "E-SPINDLE"}),
+    );
+    let after = plan_where(&listen, "the fault handled", |v| {
+        v["reason"]
+            .as_str()
+            .unwrap_or("")
+            .contains("M1 entered ERROR")
+    });
+    assert!(after["plan_version"].as_i64() > before["plan_version"].as_i64());
+    assert_eq!(after["source"]["topic"], "twin-state", "{after}");
+    assert_eq!(ms(&after["planned_at"]), fault_at);
+    let ops = after["operations"].as_array().unwrap();
+    assert_eq!(ops.len(), 12);
+    let down_until = fault_at + 60 * MIN; // scheduling.down_estimate_ms
+    for o in ops {
+        if o["machine_id"] == "M1" {
+            assert!(
+                ms(&o["start"]) >= down_until,
+                "planned on M1 while it is down: {o}"
+            );
+        }
+        assert!(ms(&o["start"]) >= fault_at, "planned in the past: {o}");
+    }
+    // Job order holds in the new plan.
+    let mut by_job: BTreeMap<String, Vec<(i64, i64, i64)>> = BTreeMap::new();
+    for o in ops {
+        by_job
+            .entry(o["job_id"].as_str().unwrap().into())
+            .or_default()
+            .push((
+                o["operation_index"].as_i64().unwrap(),
+                ms(&o["start"]),
+                ms(&o["end"]),
+            ));
+    }
+    for (j, mut v) in by_job {
+        v.sort();
+        assert!(v[1].1 >= v[0].2, "job {j} out of order: {v:?}");
+    }
+
+    // 3. SQL: the moves say which operations left M1; the current plan has nothing on M1 early.
+    let version = after["plan_version"].as_i64().unwrap();
+    let moved = sql(
+        &listen,
+        &format!(
+            "SELECT job_id, operation_index, machine_id FROM schedule_changes \
+             WHERE plan_version = {version} AND previous_machine_id = 'M1' AND machine_id <> 'M1'"
+        ),
+    );
+    assert!(!moved.is_empty(), "no operation moved off M1");
+    let early = sql(
+        &listen,
+        &format!(
+            "SELECT count(*) AS n FROM schedule WHERE machine_id = 'M1' \
+             AND start_time < to_timestamp_millis({down_until})"
+        ),
+    );
+    assert_eq!(early[0]["n"], 0, "{early:?}");
+
+    // 4. The WebSocket client got the new plan pushed.
+    let seen = rt.block_on(pushes).unwrap();
+    let last = seen.last().expect("schedule pushes");
+    assert!(
+        last["reason"]
+            .as_str()
+            .unwrap()
+            .contains("M1 entered ERROR"),
+        "pushes: {:?}",
+        seen.iter().map(|s| &s["reason"]).collect::<Vec<_>>()
+    );
+    assert_eq!(last["plan_version"].as_i64(), Some(version));
+    assert!(seen
+        .windows(2)
+        .all(|w| w[0]["plan_version"].as_i64() < w[1]["plan_version"].as_i64()));
+
+    // 5. The optimize endpoint: the seed's simple form on the twin's machines, the rich form,
+    //    and 422 for bad problems.
+    let (status, v) = post(
+        &listen,
+        "/api/v1/scheduling/optimize",
+        &json!({"jobs": [{"job_id": "a", "processing_time": 30, "priority": 2},
+                         {"job_id": "b", "processing_time": 20, "priority": 1},
+                         {"job_id": "c", "processing_time": 10, "priority": 1}],
+                "machines": ["X", "Y"], "time_limit_ms": 2000}),
+        None,
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["makespan"], 30, "{v}");
+    assert_eq!(v["optimal"], true, "{v}");
+    assert_eq!(v["lower_bound"], 30);
+    assert_eq!(v["schedule"].as_array().unwrap().len(), 3);
+    let (status, v) = post(
+        &listen,
+        "/api/v1/scheduling/optimize",
+        &json!({"jobs": [
+                  {"job_id": "a", "operations": [
+                      {"eligible": [{"machine_id": "X", "processing_time": 3}]},
+                      {"eligible": [{"machine_id": "Y", "processing_time": 2}, {"machine_id": "X", "processing_time": 9}]}]},
+                  {"job_id": "b", "release_time": 1, "due_date": 6, "operations": [
+                      {"eligible": [{"machine_id": "Y", "processing_time": 4}]}]}],
+                "unavailability": [{"machine_id": "Y", "start": 0, "end": 1}],
+                "objective": "weighted_tardiness", "time_limit_ms": 2000}),
+        None,
+    );
+    assert_eq!(status, 200, "{v}");
+    let sched = v["schedule"].as_array().unwrap();
+    assert_eq!(sched.len(), 3);
+    assert_eq!(v["objective"], "weighted_tardiness");
+    assert_eq!(v["objective_value"], 0.0, "b can finish by 6: {v}");
+    for (body, kind) in [
+        (json!({"jobs": []}), "invalid_problem"),
+        (json!({"jobs": [{"job_id": "a"}]}), "invalid_problem"),
+        (
+            json!({"jobs": [{"job_id": "a", "processing_time": -1, "machine_id": "X"}]}),
+            "invalid_problem",
+        ),
+        (
+            json!({"jobs": [{"job_id": "a", "processing_time": 1}], "machines": ["X"], "objective": "fastest"}),
+            "invalid_problem",
+        ),
+        (json!({"jobs": "not a list"}), "malformed_problem"),
+        (json!({"jobz": []}), "malformed_problem"),
+    ] {
+        let (status, v) = post(&listen, "/api/v1/scheduling/optimize", &body, None);
+        assert_eq!(status, 422, "{body}: {v}");
+        assert_eq!(v["type"], kind, "{body}: {v}");
+        assert!(!v["detail"].as_str().unwrap().is_empty());
+    }
+    server.stop();
+
+    // 6. A replay derives the same plans, byte for byte.
+    let replayed = tmp.path().join("replayed");
+    let out = twinline(&[
+        "--config",
+        config.to_str().unwrap(),
+        "replay",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        replayed.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    twinline_tests::assert_same_derived(&data, &replayed);
+}
