@@ -220,7 +220,7 @@ pub fn openapi_document() -> Value {
             }},
             "/api/v1/query": { "post": {
                 "summary": "Read-only SQL over the views (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE)",
-                "description": "Tables: twin_state, twin_state_history, sensor_readings, defects, dead_letters, failure_predictions, maintenance_requests, schedule; information_schema is available. Send Accept: application/vnd.apache.arrow.stream for an Arrow IPC stream.",
+                "description": "Tables: twin_state, twin_state_history, sensor_readings, defects, dead_letters, failure_predictions, maintenance_requests, schedule (the current plan), schedule_changes (every move of every plan); information_schema is available. Send Accept: application/vnd.apache.arrow.stream for an Arrow IPC stream.",
                 "security": read,
                 "requestBody": { "required": true, "content": { "application/json": { "schema": schema_ref("QueryRequest") } } },
                 "responses": {
@@ -284,9 +284,60 @@ pub fn openapi_document() -> Value {
                 "responses": { "200": json_response("checkpointed", json!({"type": "object"})), "403": error_response("admin role required") }
             }},
             "/api/v1/ws/stream": { "get": {
-                "summary": "WebSocket: hello, then {type: twin_state|dashboard_stats, sent_at_ms, data} on connect and after changes, at most once per push interval per client; sent_at_ms is the server wall clock (Unix ms) when the push was rendered",
+                "summary": "WebSocket: hello, then {type: twin_state|dashboard_stats, sent_at_ms, data} on connect and after changes, at most once per push interval per client, and {type: schedule, sent_at_ms, data} (the current plan) on connect and in the first push after each new plan; sent_at_ms is the server wall clock (Unix ms) when the push was rendered",
                 "security": read,
                 "responses": { "101": { "description": "switching protocols" } }
+            }},
+            "/api/v1/scheduling/schedule": { "get": {
+                "summary": "The current production plan (the newest schedule-changes event)",
+                "security": read,
+                "responses": {
+                    "200": json_response("plan", json!({
+                        "type": "object",
+                        "properties": {
+                            "plan_version": int, "planned_at": time, "reason": string, "event_id": string,
+                            "source": {"type": "object", "properties": {"topic": string, "partition": int, "offset": int}},
+                            "makespan_ms": int, "objective": num, "moved_operations": int,
+                            "operations": {"type": "array", "items": {"type": "object", "properties": {
+                                "job_id": string, "operation_index": int, "machine_id": string,
+                                "start": time, "end": time, "started": {"type": "boolean"}}}}
+                        }
+                    })),
+                    "404": error_response("no_plan: nothing planned yet")
+                }
+            }},
+            "/api/v1/scheduling/optimize": { "post": {
+                "summary": "Solve a job-shop problem (simple form: jobs with processing_time and priority on any of `machines`; rich form: jobs with operations and eligible machines, release and due dates, machine unavailability); does not change the plant's plan",
+                "security": read,
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "required": ["jobs"],
+                    "properties": {
+                        "jobs": {"type": "array", "items": {"type": "object", "required": ["job_id"], "properties": {
+                            "job_id": string, "processing_time": int, "machine_id": string, "priority": num,
+                            "release_time": int, "due_date": int,
+                            "operations": {"type": "array", "items": {"type": "object", "properties": {
+                                "eligible": {"type": "array", "items": {"type": "object", "properties": {
+                                    "machine_id": string, "processing_time": int}}}}}}}}},
+                        "machines": {"type": "array", "items": string},
+                        "unavailability": {"type": "array", "items": {"type": "object", "properties": {
+                            "machine_id": string, "start": int, "end": int}}},
+                        "objective": {"type": "string", "enum": ["makespan", "weighted_tardiness"]},
+                        "time_limit_ms": int, "threads": int, "seed": int
+                    }
+                } } } },
+                "responses": {
+                    "200": json_response("plan", json!({
+                        "type": "object",
+                        "properties": {
+                            "schedule": {"type": "array", "items": {"type": "object", "properties": {
+                                "job_id": string, "operation_index": int, "machine_id": string, "start": int, "end": int}}},
+                            "makespan": int, "solver_time_ms": int, "optimal": {"type": "boolean"},
+                            "lower_bound": int, "objective": string, "objective_value": num, "time_to_best_ms": int
+                        }
+                    })),
+                    "422": error_response("malformed_problem, invalid_problem or infeasible, with the reason"),
+                    "429": error_response("solver_busy: another optimize is running")
+                }
             }},
             "/openapi.json": { "get": { "summary": "This document", "responses": { "200": json_response("OpenAPI 3", json!({"type": "object"})) } } },
             "/docs": { "get": { "summary": "API documentation page", "responses": { "200": { "description": "HTML" } } } },

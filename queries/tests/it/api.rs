@@ -504,6 +504,8 @@ async fn openapi_docs_and_static_pages() {
         "/api/v1/ingest/{topic}",
         "/api/v1/admin/checkpoint",
         "/api/v1/ws/stream",
+        "/api/v1/scheduling/schedule",
+        "/api/v1/scheduling/optimize",
         "/openapi.json",
         "/docs",
     ] {
