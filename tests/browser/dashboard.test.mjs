@@ -238,6 +238,26 @@ test('missing predictive/scheduling endpoints render empty states, not errors', 
   await page.close();
 });
 
+test('the Gantt chart shows the current plan and follows new plans pushed live', { timeout: 90_000 }, async (t) => {
+  const probe = await fetch(`${base}/api/v1/scheduling/schedule`);
+  if (mock && probe.status === 404) return t.skip('this mock serves no schedule');
+  const { page, errors } = await openPage('/');
+  await page.waitForSelector('#gantt[data-plan]:not([hidden])', { timeout: 40_000 });
+  const shown = await page.$eval('#gantt', (g) => ({ plan: Number(g.dataset.plan), bars: Number(g.dataset.bars), rows: Number(g.dataset.rows) }));
+  const plan = await apiJson('/api/v1/scheduling/schedule');
+  assert.ok(plan.operations.length > 0, 'the plan has operations');
+  if (plan.plan_version === shown.plan) {
+    assert.equal(shown.bars, plan.operations.length, 'one bar per planned operation');
+    assert.equal(shown.rows, new Set(plan.operations.map((o) => o.machine_id)).size, 'one row per machine');
+  }
+  if (!mock) {
+    // The live plant replans every few seconds of wall time: a newer plan arrives by push.
+    await page.waitForFunction((v) => Number(document.querySelector('#gantt').dataset.plan) > v, shown.plan, { timeout: 45_000 });
+  }
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
 test('an injected FAULT turns the machine red in the 3D view', { timeout: 90_000 }, async () => {
   assert.ok(token, 'TWINLINE_WRITE_TOKEN must be set when TWINLINE_URL is');
   const { page, errors } = await openPage('/3d');

@@ -253,6 +253,8 @@ export function mountDashboard(app: HTMLElement): void {
       ganttNote.textContent = '';
       gantt.setLayout(l);
       ganttHost.dataset.plan = String(s?.plan_version ?? '');
+      ganttHost.dataset.bars = String(l.bars.length);
+      ganttHost.dataset.rows = String(l.rows.length);
       ganttHost.title = `plan ${s?.plan_version ?? '?'} · makespan ${fmtSpan(s?.makespan_ms ?? l.t1 - l.t0)}`;
     }
   };
