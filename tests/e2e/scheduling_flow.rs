@@ -257,6 +257,7 @@ fn fault_moves_planned_work_off_the_machine_and_everyone_sees_it() {
     assert_eq!(v["makespan"], 30, "{v}");
     assert_eq!(v["optimal"], true, "{v}");
     assert_eq!(v["lower_bound"], 30);
+    assert_eq!(v["gap_to_lower_bound"], 0.0);
     assert_eq!(v["schedule"].as_array().unwrap().len(), 3);
     let (status, v) = post(
         &listen,

@@ -332,7 +332,8 @@ pub fn openapi_document() -> Value {
                             "schedule": {"type": "array", "items": {"type": "object", "properties": {
                                 "job_id": string, "operation_index": int, "machine_id": string, "start": int, "end": int}}},
                             "makespan": int, "solver_time_ms": int, "optimal": {"type": "boolean"},
-                            "lower_bound": int, "objective": string, "objective_value": num, "time_to_best_ms": int
+                            "lower_bound": int, "gap_to_lower_bound": {"type": "number", "nullable": true},
+                            "objective": string, "objective_value": num, "time_to_best_ms": int
                         }
                     })),
                     "422": error_response("malformed_problem, invalid_problem or infeasible, with the reason"),

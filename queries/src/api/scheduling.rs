@@ -337,6 +337,9 @@ pub async fn optimize(
         "solver_time_ms": sol.stats.solver_time_ms,
         "optimal": sol.optimal,
         "lower_bound": sol.lower_bound,
+        // (makespan - lower bound) / lower bound: how far from optimal the plan can be at most.
+        "gap_to_lower_bound": (sol.lower_bound > 0)
+            .then(|| (sol.makespan - sol.lower_bound) as f64 / sol.lower_bound as f64),
         "objective": objective,
         "objective_value": sol.objective_value,
         "time_to_best_ms": sol.time_to_best_ms,
