@@ -49,11 +49,19 @@ ensure_python() {
 ensure_web() {
     local web="$ROOT/queries/web"
     [ -f "$web/package.json" ] || return 0
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        apt_install npm nodejs npm
+    fi
+    # Vite 8 needs Node 20.19+ (or 22.12+).
+    if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>22||(a===22&&b>=12)||(a===20&&b>=19)?0:1)'; then
+        echo "Node.js $(node --version) is too old to build the dashboard: install Node 20.19+ or 22.12+ (https://nodejs.org), then rerun." >&2
+        exit 1
+    fi
     if [ ! -d "$web/node_modules" ] || [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]; then
         log "installing dashboard dependencies (npm ci)"
         (cd "$web" && npm ci --no-audit --no-fund --loglevel=error)
     fi
-    if [ ! -f "$web/dist/index.html" ] || [ -n "$(find "$web/src" "$web/index.html" "$web/package.json" -newer "$web/dist/index.html" 2>/dev/null | head -1)" ]; then
+    if [ ! -f "$web/dist/index.html" ] || [ -n "$(find "$web/src" "$web/index.html" "$web/3d.html" "$web/package.json" "$web/vite.config.ts" "$web/tsconfig.json" -newer "$web/dist/index.html" 2>/dev/null | head -1)" ]; then
         log "building the dashboard (npm run build)"
         (cd "$web" && npm run build --silent)
     fi

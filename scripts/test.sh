@@ -17,4 +17,6 @@ log "running the dashboard unit tests (vitest)"
 (cd "$ROOT/queries/web" && npm test --silent) || status=1
 log "running the browser tests against a live twinline (headless chromium)"
 bash "$ROOT/tests/browser/run_real.sh" "$CARGO_TARGET_DIR/debug/twinline" || status=1
+log "running the browser tests against the mock server (stream drops, missing endpoints, SPA fallback)"
+bash "$ROOT/tests/browser/run.sh" || status=1
 exit $status

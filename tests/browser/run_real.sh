@@ -19,14 +19,17 @@ TOML
 PID=$!
 cleanup() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
+ready=0
 for _ in $(seq 1 300); do
-    if curl -fsS "http://127.0.0.1:$PORT/health/ready" >/dev/null 2>&1; then break; fi
+    if curl -fsS "http://127.0.0.1:$PORT/health/ready" >/dev/null 2>&1; then ready=1; break; fi
     if ! kill -0 "$PID" 2>/dev/null; then echo "twinline exited:"; cat "$WORK/server.log"; exit 1; fi
     sleep 0.2
 done
+if [ "$ready" != 1 ]; then echo "twinline was not ready after 60 s:"; tail -40 "$WORK/server.log"; exit 1; fi
 cd "$HERE"
 if [[ ! -x /usr/bin/chromium ]]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium
 fi
 if [[ ! -d node_modules/playwright-core || package-lock.json -nt node_modules/.package-lock.json ]]; then
   npm ci --no-audit --no-fund --loglevel=error

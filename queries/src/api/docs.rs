@@ -284,7 +284,7 @@ pub fn openapi_document() -> Value {
                 "responses": { "200": json_response("checkpointed", json!({"type": "object"})), "403": error_response("admin role required") }
             }},
             "/api/v1/ws/stream": { "get": {
-                "summary": "WebSocket: hello, then {type: twin_state|dashboard_stats, sent_at_ms, data} on connect and after changes, at most once per push interval per client, and {type: schedule, sent_at_ms, data} (the current plan) on connect and in the first push after each new plan; sent_at_ms is the server wall clock (Unix ms) when the push was rendered",
+                "summary": "WebSocket: hello, then {type: twin_state|dashboard_stats, sent_at_ms, data} on connect and after changes, at most once per push interval per client, and {type: predictions|schedule, sent_at_ms, data} (the predictions list, the current plan) on connect once they exist and in the first push after each new prediction or plan; sent_at_ms is the server wall clock (Unix ms) when the push was rendered",
                 "security": read,
                 "responses": { "101": { "description": "switching protocols" } }
             }},

@@ -101,7 +101,7 @@ pub struct ApiConfig {
     pub query_max_rows: usize,
     /// Minimum time between two pushes to one WebSocket client.
     pub ws_push_interval: Duration,
-    /// messages queued per WebSocket client (at least 4, the greeting); a client whose queue
+    /// Messages queued per WebSocket client (at least 5, the greeting); a client whose queue
     /// is full when a push is due is dropped.
     pub ws_queue: usize,
     /// A send to a WebSocket client blocked longer than this drops the client.

@@ -26,6 +26,8 @@ pub struct Snapshot {
     pub stats: Bytes,
     /// Version and body of `GET /api/v1/scheduling/schedule`, once a plan exists.
     pub schedule: Option<(i64, Bytes)>,
+    /// Sequence and body of `GET /api/v1/predictive/predictions`, once a prediction exists.
+    pub predictions: Option<(u64, Bytes)>,
 }
 
 /// One WebSocket push: the documents, already framed, shared by every client (twin state and
@@ -76,6 +78,7 @@ pub fn current(state: &ApiState) -> Arc<Snapshot> {
         state: Bytes::from(serde_json::to_vec(&factory_state_json(state)).unwrap_or_default()),
         stats: Bytes::from(serde_json::to_vec(&dashboard_stats_json(state)).unwrap_or_default()),
         schedule: reuse_schedule(slot.as_ref(), state),
+        predictions: reuse_predictions(slot.as_ref(), state),
     });
     // Before the first event the documents carry the wall clock as their timestamp: render
     // those afresh each time (they are tiny) instead of serving a frozen time.
@@ -96,6 +99,21 @@ fn reuse_schedule(previous: Option<&Arc<Snapshot>>, state: &ApiState) -> Option<
     }
     let body = serde_json::to_vec(&super::scheduling::schedule_json(&plan)).unwrap_or_default();
     Some((plan.plan_version, Bytes::from(body)))
+}
+
+/// The predictions list: the previous rendering when no prediction arrived since.
+fn reuse_predictions(previous: Option<&Arc<Snapshot>>, state: &ApiState) -> Option<(u64, Bytes)> {
+    let seq = state.views.predictions_seq();
+    if seq == 0 {
+        return None;
+    }
+    if let Some((s, body)) = previous.and_then(|p| p.predictions.as_ref()) {
+        if *s == seq {
+            return Some((*s, body.clone()));
+        }
+    }
+    let body = serde_json::to_vec(&state.views.predictions(None, None)).unwrap_or_default();
+    Some((seq, Bytes::from(body)))
 }
 
 fn now_ms() -> i64 {
@@ -119,19 +137,32 @@ fn envelope(kind: &str, data: &Bytes, sent_at_ms: i64) -> Message {
     Message::Text(Utf8Bytes::from(s))
 }
 
-/// The documents of the current rendering, framed for a WebSocket, stamped now. The schedule is
-/// included when its plan version differs from `sent_plan` (and then `sent_plan` is updated).
-pub fn push_now(state: &ApiState, sent_plan: &mut Option<i64>) -> Push {
+/// What a receiver has already been sent of the documents that are pushed only when they change.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Sent {
+    plan: Option<i64>,
+    predictions: Option<u64>,
+}
+
+/// The documents of the current rendering, framed for a WebSocket, stamped now. The schedule and
+/// the predictions list are included when they changed since `sent` (which is then updated).
+pub fn push_now(state: &ApiState, sent: &mut Sent) -> Push {
     let snap = current(state);
     let at = now_ms();
     let mut messages = vec![
         envelope("twin_state", &snap.state, at),
         envelope("dashboard_stats", &snap.stats, at),
     ];
+    if let Some((v, body)) = &snap.predictions {
+        if sent.predictions != Some(*v) {
+            messages.push(envelope("predictions", body, at));
+            sent.predictions = Some(*v);
+        }
+    }
     if let Some((v, body)) = &snap.schedule {
-        if *sent_plan != Some(*v) {
+        if sent.plan != Some(*v) {
             messages.push(envelope("schedule", body, at));
-            *sent_plan = Some(*v);
+            sent.plan = Some(*v);
         }
     }
     Push { messages }
@@ -155,8 +186,13 @@ async fn ticker(state: ApiState) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
-    // Clients get the plan in their greeting; pushes carry it again only when it changes.
-    let mut sent_plan = current(&state).schedule.as_ref().map(|s| s.0);
+    // Clients get the plan and the predictions in their greeting; pushes carry them again only
+    // when they change.
+    let first = current(&state);
+    let mut sent = Sent {
+        plan: first.schedule.as_ref().map(|s| s.0),
+        predictions: first.predictions.as_ref().map(|p| p.0),
+    };
     loop {
         // Wait for a change first, then for the next tick: an idle plant costs nothing.
         if changes.changed().await.is_err() {
@@ -167,7 +203,7 @@ async fn ticker(state: ApiState) {
         if state.snapshots.pushes.receiver_count() == 0 {
             continue;
         }
-        let push = push_now(&state, &mut sent_plan);
+        let push = push_now(&state, &mut sent);
         // An error only means every subscriber left meanwhile.
         let _ = state.snapshots.pushes.send(push);
     }

@@ -1,5 +1,6 @@
 //! `GET /api/v1/ws/stream`: pushes the twin state and dashboard stats on connect and again after
-//! each change, at most once per `ws_push_interval` per client; the documents are rendered once
+//! each change, at most once per `ws_push_interval` per client, plus the predictions list and the
+//! plan on connect and whenever they change; the documents are rendered once
 //! per push for all clients ([`super::snapshot`]) and stamped with `sent_at_ms`. Each client has a bounded
 //! queue; a client that cannot keep up (queue full, or one send blocked past
 //! `ws_send_timeout`) is closed and counted, never buffered without bound.
@@ -42,8 +43,8 @@ impl Drop for ClientGuard {
     }
 }
 
-/// hello, twin state, dashboard stats and (once a plan exists) the schedule.
-const GREETING_MESSAGES: usize = 4;
+/// hello, twin state, dashboard stats and (once they exist) the predictions and the schedule.
+const GREETING_MESSAGES: usize = 5;
 
 type Sink = Arc<Mutex<SplitSink<WebSocket, Message>>>;
 
@@ -98,7 +99,7 @@ async fn session(socket: WebSocket, state: ApiState) {
     // Subscribe before rendering the greeting so no change falls between the two.
     let mut pushes = snapshot::subscribe(&state);
     let hello = json!({ "type": "hello", "server": "twinline", "version": VERSION });
-    let greeting = snapshot::push_now(&state, &mut None);
+    let greeting = snapshot::push_now(&state, &mut snapshot::Sent::default());
     let first = std::iter::once(Message::Text(hello.to_string().into())).chain(greeting.messages);
     let greeted = Instant::now();
     let mut writer_done = false;

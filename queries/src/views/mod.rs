@@ -312,6 +312,11 @@ impl Views {
         self.model.lock().dashboard_stats(ts)
     }
 
+    /// Number of failure predictions applied (0 = none yet); changes whenever the list may have.
+    pub fn predictions_seq(&self) -> u64 {
+        self.model.lock().predictions_seq
+    }
+
     /// The newest plan (the latest `schedule-changes` event); `None` before the first one.
     pub fn schedule(&self) -> Option<Arc<twinline_schemas::ScheduleChange>> {
         self.model.lock().schedule.clone()

@@ -243,6 +243,8 @@ pub(crate) struct Model {
     open_requests: BTreeMap<String, String>,
     /// The newest plan.
     pub(crate) schedule: Option<std::sync::Arc<ScheduleChange>>,
+    /// Bumped by every failure prediction (so pushes resend the predictions list only then).
+    pub(crate) predictions_seq: u64,
 }
 
 impl Model {
@@ -254,6 +256,7 @@ impl Model {
             open_by_machine: BTreeMap::new(),
             open_requests: BTreeMap::new(),
             schedule: None,
+            predictions_seq: 0,
         }
     }
 
@@ -289,6 +292,7 @@ impl Model {
                 }
                 Payload::FailurePrediction(p) => {
                     self.apply_prediction(p);
+                    self.predictions_seq += 1;
                     changed = true;
                 }
                 Payload::ScheduleChange(c) => {

@@ -205,3 +205,96 @@ async fn slow_client_is_dropped_not_buffered() {
         "the dropped client's session ended"
     );
 }
+
+/// The predictions list and the plan are pushed on connect and then only when they change; a
+/// twin-state change alone pushes neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predictions_and_plan_are_pushed_when_they_change() {
+    let (addr, _state, views) = serve(ApiConfig {
+        ws_push_interval: Duration::from_millis(50),
+        ..test_config()
+    })
+    .await;
+    let plan = |version: i64| {
+        Payload::ScheduleChange(ScheduleChange {
+            event_time: T0,
+            plan_version: version,
+            reason: format!("plan {version}"),
+            plan: vec![PlannedOperation {
+                job_id: "J1".into(),
+                operation_index: 0,
+                machine_id: "m-1".into(),
+                start: T0,
+                end: T0 + 60_000,
+                started: false,
+            }],
+            ..Default::default()
+        })
+    };
+    apply_all(
+        &views,
+        &[
+            twin("m-1", 1, MachineStatus::Running, 90.0, T0),
+            prediction("m-1", Urgency::High, T0),
+            plan(1),
+        ],
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/api/v1/ws/stream"))
+        .await
+        .unwrap();
+    let greeting: Vec<Value> = {
+        let mut v = Vec::new();
+        for _ in 0..5 {
+            v.push(next_json(&mut ws).await);
+        }
+        v
+    };
+    let kinds: Vec<&str> = greeting
+        .iter()
+        .map(|m| m["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "hello",
+            "twin_state",
+            "dashboard_stats",
+            "predictions",
+            "schedule"
+        ]
+    );
+    assert_eq!(greeting[3]["data"]["predictions"][0]["machine_id"], "m-1");
+    assert_eq!(greeting[4]["data"]["plan_version"], 1);
+    assert_eq!(greeting[4]["data"]["operations"][0]["job_id"], "J1");
+
+    // A twin change: twin_state and dashboard_stats only.
+    apply_all(
+        &views,
+        &[twin("m-1", 2, MachineStatus::Warning, 60.0, T0 + 1)],
+    );
+    let a = next_json(&mut ws).await;
+    let b = next_json(&mut ws).await;
+    assert_eq!(
+        (a["type"].as_str(), b["type"].as_str()),
+        (Some("twin_state"), Some("dashboard_stats"))
+    );
+    // A new plan and a new prediction: both follow the two documents.
+    apply_all(
+        &views,
+        &[prediction("m-1", Urgency::Critical, T0 + 2), plan(2)],
+    );
+    let mut kinds = Vec::new();
+    let mut version = None;
+    for _ in 0..4 {
+        let m = next_json(&mut ws).await;
+        if m["type"] == "schedule" {
+            version = m["data"]["plan_version"].as_i64();
+        }
+        kinds.push(m["type"].as_str().unwrap().to_string());
+    }
+    assert_eq!(
+        kinds,
+        ["twin_state", "dashboard_stats", "predictions", "schedule"]
+    );
+    assert_eq!(version, Some(2));
+}

@@ -2,7 +2,7 @@
 // urgency, predictions, schedule Gantt, machine list + detail, SQL console.
 // Data comes from REST on load and from the WebSocket stream afterwards;
 // while the socket is down the page polls REST so it never goes stale.
-import { fetchPredictions, fetchSchedule, fetchState, fetchStats, isMissingView, runQuery } from './api';
+import { ApiError, fetchPredictions, fetchSchedule, fetchState, fetchStats, isMissingView, runQuery } from './api';
 import { LineChart } from './chart';
 import { header, initHandle, markFirstMeaningfulPaint } from './common';
 import { DetailPanel, statusBadge } from './detail';
@@ -245,6 +245,7 @@ export function mountDashboard(app: HTMLElement): void {
 
   const gantt = new GanttChart(ganttHost);
   const applySchedule = (s: Schedule | null) => {
+    ganttNote.className = 'muted empty';
     const l = ganttLayout(s);
     ganttHost.hidden = l.bars.length === 0;
     ganttNote.hidden = l.bars.length !== 0;
@@ -272,10 +273,34 @@ export function mountDashboard(app: HTMLElement): void {
     if (st) applyState(st);
     if (stats) applyStats(stats, true);
   };
+  // Optional parts: 404 means "not there yet" (an empty state); any other answer from the server
+  // is an error and shown as one; a network failure keeps what is shown (the server restarts).
+  const optional = <T>(p: Promise<T | null>, what: string): Promise<T | null | ApiError | undefined> =>
+    p.catch((e) => {
+      if (e instanceof ApiError) {
+        console.error(`twinline: ${what} failed:`, e.message);
+        return e;
+      }
+      console.warn(`twinline: ${what} failed:`, (e as Error).message);
+      return undefined;
+    });
+  const showError = (box: HTMLElement, id: string, e: ApiError) => {
+    clear(box);
+    box.append(h('p', { class: 'error', id, text: `Could not load: ${e.message}` }));
+  };
   const loadSlow = async () => {
-    const [p, s] = await Promise.all([safe(fetchPredictions(), 'predictions'), safe(fetchSchedule(), 'schedule')]);
-    applyPredictions(p === null ? null : normalisePredictions(p));
-    applySchedule((s as Schedule | null) ?? null);
+    const [p, s] = await Promise.all([optional(fetchPredictions(), 'predictions'), optional(fetchSchedule(), 'schedule')]);
+    if (p instanceof ApiError) showError(predBox, 'predictions-error', p);
+    else if (p !== undefined) applyPredictions(p === null ? null : normalisePredictions(p));
+    if (s instanceof ApiError) {
+      ganttHost.hidden = true;
+      ganttNote.hidden = false;
+      ganttNote.className = 'error';
+      ganttNote.textContent = `Could not load the schedule: ${s.message}`;
+    } else if (s !== undefined) {
+      ganttNote.className = 'muted empty';
+      applySchedule((s as Schedule | null) ?? null);
+    }
   };
   const loadHistory = async () => {
     try {

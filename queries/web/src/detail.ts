@@ -83,12 +83,13 @@ export class DetailPanel {
     this.render(detail, sqlPoints, fresh);
   }
 
-  private async sqlHistory(id: string, signal: AbortSignal): Promise<{ health: Point[]; defectRate: Point[]; rows: number } | { error: string }> {
+  private async sqlHistory(id: string, signal: AbortSignal): Promise<{ health: Point[]; defectRate: Point[]; rows: number } | { error: string; missing: boolean }> {
     try {
       const r = await runQuery(machineHistorySql(id), signal);
       return { health: rowsToPoints(r.rows, 'event_time', 'health_score'), defectRate: rowsToPoints(r.rows, 'event_time', 'defect_rate'), rows: r.row_count };
     } catch (e) {
-      return { error: isMissingView(e) ? 'twin_state_history not available' : (e as Error).message };
+      const missing = isMissingView(e);
+      return { error: missing ? 'twin_state_history not available' : `History query failed: ${(e as Error).message}`, missing };
     }
   }
 
@@ -116,10 +117,10 @@ export class DetailPanel {
         field('Last seen', formatTime(d.last_seen)),
       ),
     );
-    const chartBox = h('div', { class: 'chart small' });
+    const chartBox = h('div', { class: 'chart small', id: 'detail-history-chart' });
     this.body.append(h('h3', { text: 'Health (twin_state_history)' }));
     if ('error' in sql) {
-      this.body.append(h('p', { class: 'muted', text: sql.error }));
+      this.body.append(h('p', { class: sql.missing ? 'muted' : 'error', id: 'detail-history-error', text: sql.error }));
     } else if (sql.health.length === 0) {
       this.body.append(h('p', { class: 'muted empty', text: 'No history rows yet.' }));
     } else {
@@ -129,6 +130,8 @@ export class DetailPanel {
         { label: 'defect rate', color: '#f97316', fmt: (v) => `${(v * 100).toFixed(1)}%`, dash: [4, 3] },
       ], 160);
       this.chart.setData(alignSeries([sql.health, sql.defectRate]) as never);
+      chartBox.dataset.rows = String(sql.rows);
+      chartBox.dataset.points = String(sql.health.length);
     }
     this.body.append(h('h3', { text: `Recent events (${d.history?.length ?? 0})` }), historyTable(d.history ?? []));
     if (!fresh) this.body.scrollTop = scroll;

@@ -352,6 +352,18 @@ export class FactoryScene {
     return [srgbByte(buf[o]), srgbByte(buf[o + 1]), srgbByte(buf[o + 2])];
   }
 
+  /** Defect-alert markers currently drawn. */
+  markerCount(): number {
+    return this.alerting.length;
+  }
+
+  /** Camera position and orbit target (for tests of orbit, zoom and pan). */
+  cameraState(): { position: [number, number, number]; target: [number, number, number] } {
+    const p = this.camera.position;
+    const t = this.controls.target;
+    return { position: [p.x, p.y, p.z], target: [t.x, t.y, t.z] };
+  }
+
   fps(): number {
     return this.fpsMeter.fps(performance.now());
   }

@@ -47,6 +47,8 @@ export function mount3d(app: HTMLElement): void {
   hnd.drawCalls = () => scene.drawCalls;
   hnd.frameCost = () => ({ glMs: scene.glMs, labelMs: scene.labelMs });
   hnd.glRenderer = scene.glName;
+  hnd.camera = () => scene.cameraState();
+  hnd.markerCount = () => scene.markerCount();
 
   const apply = (machines: Machine[]) => {
     scene.update(machines);
