@@ -199,8 +199,17 @@ pub(crate) struct State {
     pub r: Vec<i64>,
     pub q: Vec<i64>,
     pub topo: Vec<u32>,
+    /// Index of each operation in `topo`.
+    pos: Vec<u32>,
     indeg: Vec<u8>,
     stack: Vec<u32>,
+    /// Scratch for incremental updates: visit stamps, affected sets, pending recomputations.
+    stamp: Vec<u32>,
+    stamp_now: u32,
+    fwd: Vec<u32>,
+    bwd: Vec<u32>,
+    slots: Vec<u32>,
+    dirty: Vec<bool>,
     pub makespan: i64,
 }
 
@@ -238,8 +247,15 @@ impl State {
             r: vec![0; p.n],
             q: vec![0; p.n],
             topo: Vec::with_capacity(p.n),
+            pos: vec![0; p.n],
             indeg: vec![0; p.n],
             stack: Vec::with_capacity(p.n),
+            stamp: vec![0; p.n],
+            stamp_now: 0,
+            fwd: Vec::with_capacity(p.n),
+            bwd: Vec::with_capacity(p.n),
+            slots: Vec::with_capacity(p.n),
+            dirty: vec![false; p.n],
             makespan: 0,
         }
     }
@@ -346,18 +362,8 @@ impl State {
         let mut mk = p.fixed_end;
         while let Some(x) = self.stack.pop() {
             let xi = x as usize;
-            let mut est = p.release[xi];
-            let jp = p.jprev[xi];
-            if jp != NONE {
-                est = est.max(self.r[jp as usize] + self.dur[jp as usize]);
-            }
-            let mp = self.mprev[xi];
-            if mp != NONE {
-                est = est.max(self.r[mp as usize] + self.dur[mp as usize]);
-            }
-            if p.has_windows {
-                est = p.fit(self.mach[xi] as usize, est, self.dur[xi]);
-            }
+            let est = self.head(p, xi);
+            self.pos[xi] = self.topo.len() as u32;
             self.r[xi] = est;
             mk = mk.max(est + self.dur[xi]);
             self.topo.push(x);
@@ -383,19 +389,207 @@ impl State {
         }
         for i in (0..n).rev() {
             let xi = self.topo[i] as usize;
-            let mut t = 0;
-            let jn = p.jnext[xi];
-            if jn != NONE {
-                t = self.q[jn as usize] + self.dur[jn as usize];
-            }
-            let mn = self.mnext[xi];
-            if mn != NONE {
-                t = t.max(self.q[mn as usize] + self.dur[mn as usize]);
-            }
-            self.q[xi] = t;
+            self.q[xi] = self.tail(p, xi);
         }
         self.makespan = mk;
         true
+    }
+
+    /// Earliest start of `x` from its current predecessors (exact, with windows and release).
+    #[inline]
+    fn head(&self, p: &Problem, x: usize) -> i64 {
+        let mut est = p.release[x];
+        let jp = p.jprev[x];
+        if jp != NONE {
+            est = est.max(self.r[jp as usize] + self.dur[jp as usize]);
+        }
+        let mp = self.mprev[x];
+        if mp != NONE {
+            est = est.max(self.r[mp as usize] + self.dur[mp as usize]);
+        }
+        if p.has_windows {
+            est = p.fit(self.mach[x] as usize, est, self.dur[x]);
+        }
+        est
+    }
+
+    /// Longest path after `x` from its current successors (windows ignored).
+    #[inline]
+    fn tail(&self, p: &Problem, x: usize) -> i64 {
+        let mut t = 0;
+        let jn = p.jnext[x];
+        if jn != NONE {
+            t = self.q[jn as usize] + self.dur[jn as usize];
+        }
+        let mn = self.mnext[x];
+        if mn != NONE {
+            t = t.max(self.q[mn as usize] + self.dur[mn as usize]);
+        }
+        t
+    }
+
+    /// `relocate` on an evaluated state, then brings heads, tails, makespan and the topological
+    /// order up to date by touching only what the move can affect. Returns the undo information
+    /// of `relocate`, or `None` (state unchanged) when the move would close a cycle.
+    pub fn relocate_eval(
+        &mut self,
+        p: &Problem,
+        op: u32,
+        m: u32,
+        after: u32,
+    ) -> Option<(u32, u32)> {
+        let o = op as usize;
+        let old_next = self.mnext[o];
+        let old_dur = self.dur[o];
+        let (om, oprev) = self.relocate(p, op, m, after);
+        let nn = self.mnext[o];
+        // The new arcs are after -> op and op -> nn; at most one of them can contradict the order
+        // (after and nn were adjacent, so after precedes nn).
+        let ordered = if after != NONE && self.pos[after as usize] > self.pos[o] {
+            self.reorder(p, after, op)
+        } else if nn != NONE && self.pos[o] > self.pos[nn as usize] {
+            self.reorder(p, op, nn)
+        } else {
+            true
+        };
+        if !ordered {
+            self.relocate(p, op, om, oprev);
+            return None;
+        }
+        let dur_changed = self.dur[o] != old_dur;
+        let jn = if dur_changed { p.jnext[o] } else { NONE };
+        let jp = if dur_changed { p.jprev[o] } else { NONE };
+        self.propagate_heads(p, [op, old_next, nn, jn]);
+        self.propagate_tails(p, [op, oprev, after, jp]);
+        let mut mk = p.fixed_end;
+        for &l in &p.job_last {
+            if l != NONE {
+                mk = mk.max(self.r[l as usize] + self.dur[l as usize]);
+            }
+        }
+        self.makespan = mk;
+        Some((om, oprev))
+    }
+
+    /// Pearce–Kelly order repair for a new arc `x -> y` with `y` before `x` in `topo`: the
+    /// operations reachable from `y` and those reaching `x`, both inside that index range, swap
+    /// places. Returns false (order untouched) when `y` reaches `x`, i.e. the arc closes a cycle.
+    fn reorder(&mut self, p: &Problem, x: u32, y: u32) -> bool {
+        let (lb, ub) = (self.pos[y as usize], self.pos[x as usize]);
+        self.stamp_now = self.stamp_now.wrapping_add(1);
+        if self.stamp_now == 0 {
+            self.stamp.iter_mut().for_each(|s| *s = 0);
+            self.stamp_now = 1;
+        }
+        let now = self.stamp_now;
+        self.fwd.clear();
+        self.stack.clear();
+        self.stamp[y as usize] = now;
+        self.stack.push(y);
+        while let Some(w) = self.stack.pop() {
+            self.fwd.push(w);
+            for s in [p.jnext[w as usize], self.mnext[w as usize]] {
+                if s == NONE {
+                    continue;
+                }
+                let ps = self.pos[s as usize];
+                if ps == ub {
+                    return false;
+                }
+                if ps < ub && self.stamp[s as usize] != now {
+                    self.stamp[s as usize] = now;
+                    self.stack.push(s);
+                }
+            }
+        }
+        self.bwd.clear();
+        self.stamp[x as usize] = now;
+        self.stack.push(x);
+        while let Some(w) = self.stack.pop() {
+            self.bwd.push(w);
+            for s in [p.jprev[w as usize], self.mprev[w as usize]] {
+                if s != NONE && self.pos[s as usize] > lb && self.stamp[s as usize] != now {
+                    self.stamp[s as usize] = now;
+                    self.stack.push(s);
+                }
+            }
+        }
+        let pos = &mut self.pos;
+        self.fwd.sort_unstable_by_key(|&w| pos[w as usize]);
+        self.bwd.sort_unstable_by_key(|&w| pos[w as usize]);
+        self.slots.clear();
+        self.slots
+            .extend(self.bwd.iter().chain(&self.fwd).map(|&w| pos[w as usize]));
+        self.slots.sort_unstable();
+        for (&w, &s) in self.bwd.iter().chain(&self.fwd).zip(&self.slots) {
+            pos[w as usize] = s;
+            self.topo[s as usize] = w;
+        }
+        true
+    }
+
+    /// Recomputes heads from `seeds` forward in topological order, only where a head changed.
+    fn propagate_heads(&mut self, p: &Problem, seeds: [u32; 4]) {
+        let mut pending = 0usize;
+        let mut i = usize::MAX;
+        for s in seeds {
+            if s != NONE && !self.dirty[s as usize] {
+                self.dirty[s as usize] = true;
+                pending += 1;
+                i = i.min(self.pos[s as usize] as usize);
+            }
+        }
+        while pending > 0 {
+            let x = self.topo[i] as usize;
+            i += 1;
+            if !self.dirty[x] {
+                continue;
+            }
+            self.dirty[x] = false;
+            pending -= 1;
+            let r = self.head(p, x);
+            if r != self.r[x] {
+                self.r[x] = r;
+                for s in [p.jnext[x], self.mnext[x]] {
+                    if s != NONE && !self.dirty[s as usize] {
+                        self.dirty[s as usize] = true;
+                        pending += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Recomputes tails from `seeds` backward in topological order, only where a tail changed.
+    fn propagate_tails(&mut self, p: &Problem, seeds: [u32; 4]) {
+        let mut pending = 0usize;
+        let mut i = 0;
+        for s in seeds {
+            if s != NONE && !self.dirty[s as usize] {
+                self.dirty[s as usize] = true;
+                pending += 1;
+                i = i.max(self.pos[s as usize] as usize);
+            }
+        }
+        while pending > 0 {
+            let x = self.topo[i] as usize;
+            i = i.wrapping_sub(1);
+            if !self.dirty[x] {
+                continue;
+            }
+            self.dirty[x] = false;
+            pending -= 1;
+            let q = self.tail(p, x);
+            if q != self.q[x] {
+                self.q[x] = q;
+                for s in [p.jprev[x], self.mprev[x]] {
+                    if s != NONE && !self.dirty[s as usize] {
+                        self.dirty[s as usize] = true;
+                        pending += 1;
+                    }
+                }
+            }
+        }
     }
 
     /// Weighted tardiness of the current heads (valid after `evaluate`).
@@ -481,5 +675,98 @@ impl State {
             };
         }
         Schedule { jobs }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::{Problem, NONE};
+    use crate::construct::{build, Rule};
+    use crate::model::{FixedOperation, Instance, Job, Objective, Operation, Unavailability};
+
+    /// Flexible instance with releases, windows and a fixed first operation.
+    fn instance(rng: &mut ChaCha8Rng) -> Instance {
+        let m = 4;
+        let mut jobs = Vec::new();
+        for j in 0..6 {
+            let mut operations = Vec::new();
+            for _ in 0..4 {
+                let mut eligible = vec![(rng.gen_range(0..m), rng.gen_range(1..9))];
+                for mc in 0..m {
+                    if mc != eligible[0].0 && rng.gen_bool(0.4) {
+                        eligible.push((mc, rng.gen_range(0..9)));
+                    }
+                }
+                operations.push(Operation { eligible });
+            }
+            jobs.push(Job {
+                id: format!("J{j}"),
+                operations,
+                release: rng.gen_range(0..10),
+                due: None,
+                weight: 1.0,
+            });
+        }
+        let machine = jobs[0].operations[0].eligible[0].0;
+        Instance {
+            machines: m,
+            jobs,
+            unavailability: vec![Unavailability {
+                machine: 1,
+                start: 12,
+                end: 20,
+            }],
+            fixed: vec![FixedOperation {
+                job: 0,
+                op: 0,
+                machine,
+                start: 30,
+            }],
+        }
+    }
+
+    /// The incremental update after a move agrees with a full evaluation, and refuses exactly
+    /// the moves that close a cycle.
+    #[test]
+    fn relocate_eval_matches_full_evaluation() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for _ in 0..20 {
+            let inst = instance(&mut rng);
+            let p = Problem::new(&inst, Objective::Makespan);
+            let mut st = build(&p, Rule::Mwkr, &mut rng);
+            for _ in 0..500 {
+                let x = rng.gen_range(0..p.n) as u32;
+                let e = p.eligible(x as usize);
+                let m = p.elig_m[rng.gen_range(e)];
+                let mut on_m = vec![NONE];
+                let mut y = st.mfirst[m as usize];
+                while y != NONE {
+                    if y != x {
+                        on_m.push(y);
+                    }
+                    y = st.mnext[y as usize];
+                }
+                let after = on_m[rng.gen_range(0..on_m.len())];
+                let mut full = st.clone();
+                full.relocate(&p, x, m, after);
+                let acyclic = full.evaluate(&p);
+                let before = st.mnext.clone();
+                match st.relocate_eval(&p, x, m, after) {
+                    Some(_) => {
+                        assert!(acyclic);
+                        assert_eq!(st.r, full.r);
+                        assert_eq!(st.q, full.q);
+                        assert_eq!(st.makespan, full.makespan);
+                    }
+                    None => {
+                        assert!(!acyclic);
+                        assert_eq!(st.mnext, before);
+                    }
+                }
+            }
+        }
     }
 }

@@ -1,19 +1,32 @@
 //! One search thread: tabu search over the disjunctive graph. Makespan uses the N7 insertion
 //! neighbourhood on critical blocks (Zhang et al. 2007) with Balas–Vazacopoulos head/tail move
 //! estimates plus machine reassignment of critical operations; weighted tardiness uses exact
-//! evaluation of swaps on the critical paths of tardy jobs. Restarts perturb the elite solution.
+//! evaluation of swaps on the critical paths of tardy jobs. The search is a sequence of walks;
+//! each walk's best joins a per-thread elite pool, and the next walk starts from a fresh
+//! randomised dispatching plan until the pool is full, then from the best point of a relinking
+//! path between two random pool members (Peng, Lü & Cheng 2015), or a perturbed elite when
+//! machines are flexible.
 
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::construct::{self, Rule};
 use crate::graph::{Problem, Snapshot, State, NONE};
 use crate::model::Objective;
 
 const FWD: u8 = 0;
 const BWD: u8 = 1;
 const REASSIGN: u8 = 2;
+
+/// Elite solutions kept per thread (ta11-ta20 at a fixed budget: 12 was best of 4, 8, 12, 16,
+/// though 8 and 12 are within seed noise of each other).
+const POOL: usize = 12;
+/// A relinking path is cut between these fractions of the distance to the guiding solution;
+/// its best solution there starts the next walk (0.2-0.4 beat 0.1-0.3, 0.3-0.6 and 0.4-0.7).
+const RELINK_FROM: f64 = 0.2;
+const RELINK_TO: f64 = 0.4;
 
 #[derive(Clone, Copy, Debug)]
 struct Move {
@@ -40,9 +53,17 @@ pub(crate) struct WorkerStats {
     pub cycles: u64,
 }
 
+/// A solution kept in a thread's elite pool.
+struct Elite {
+    snap: Snapshot,
+    val: f64,
+    mk: i64,
+}
+
 pub(crate) struct Worker<'a> {
     p: &'a Problem,
     pub st: State,
+    /// Best solution this thread has seen (its own or adopted).
     pub best: Snapshot,
     pub best_val: f64,
     pub best_mk: i64,
@@ -57,8 +78,19 @@ pub(crate) struct Worker<'a> {
     iter: u32,
     tenure_lo: u32,
     tenure_hi: u32,
+    /// Best solution of the current tabu walk (since the last restart) and its value.
+    cur: Snapshot,
+    cur_val: f64,
+    cur_mk: i64,
     since_improve: u64,
     stall_limit: u64,
+    /// Walk bests, the worst dropped when full: restarts relink two of them.
+    pool: Vec<Elite>,
+    /// Scratch: best intermediate solution of a relinking path.
+    mid: Snapshot,
+    /// Scratch: position of each operation in the guiding solution's machine sequence.
+    rank: Vec<u32>,
+    pairs: Vec<(u32, u32)>,
     path: Vec<u32>,
     moves: Vec<Move>,
     buf: Vec<i64>,
@@ -80,6 +112,10 @@ impl<'a> Worker<'a> {
             best_val,
             best_mk: st.makespan,
             best_at: None,
+            cur: st.snapshot(),
+            cur_val: best_val,
+            cur_mk: st.makespan,
+            mid: st.snapshot(),
             st,
             stats: WorkerStats::default(),
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -91,6 +127,9 @@ impl<'a> Worker<'a> {
             tenure_hi: base + base / 2,
             since_improve: 0,
             stall_limit: (2000 + 10 * p.n) as u64,
+            pool: Vec::with_capacity(POOL),
+            rank: vec![0; n],
+            pairs: Vec::with_capacity(n),
             path: Vec::with_capacity(n),
             moves: Vec::with_capacity(4 * n),
             buf: vec![0; n + 1],
@@ -122,13 +161,13 @@ impl<'a> Worker<'a> {
         false
     }
 
-    /// Makes `snap` the elite and restarts from it (used when another thread found better).
+    /// Takes another thread's better solution: it becomes this thread's best and joins the pool.
     pub fn adopt(&mut self, snap: &Snapshot, val: f64, mk: i64, at: Option<Instant>) {
         self.best.clone_from(snap);
         self.best_val = val;
         self.best_mk = mk;
         self.best_at = at;
-        self.restart();
+        pool_insert(&mut self.pool, self.p, &mut self.rank, snap, val, mk);
     }
 
     pub fn stalled_for(&self) -> u64 {
@@ -147,16 +186,8 @@ impl<'a> Worker<'a> {
             Objective::Makespan => self.step_makespan(),
             Objective::WeightedTardiness => self.step_tardiness(),
         };
-        let val = self.st.objective(self.p);
-        let better =
-            val < self.best_val || (val == self.best_val && self.st.makespan < self.best_mk);
-        if better {
-            self.best.copy_from(&self.st);
-            self.best_val = val;
-            self.best_mk = self.st.makespan;
-            self.best_at = Some(Instant::now());
+        if self.note_current() {
             self.since_improve = 0;
-            self.stats.improvements += 1;
         } else {
             self.since_improve += 1;
         }
@@ -165,14 +196,58 @@ impl<'a> Worker<'a> {
         }
     }
 
-    /// Back to the elite, a few random critical moves, fresh tabu memory.
+    /// Records the current state as the walk's best (and the thread's best) when it improves on
+    /// them; returns true when it improved the walk's best.
+    fn note_current(&mut self) -> bool {
+        let val = self.st.objective(self.p);
+        let mk = self.st.makespan;
+        if (val, mk) >= (self.cur_val, self.cur_mk) {
+            return false;
+        }
+        self.cur.copy_from(&self.st);
+        self.cur_val = val;
+        self.cur_mk = mk;
+        if (val, mk) < (self.best_val, self.best_mk) {
+            self.best.copy_from(&self.st);
+            self.best_val = val;
+            self.best_mk = mk;
+            self.best_at = Some(Instant::now());
+            self.stats.improvements += 1;
+        }
+        true
+    }
+
+    /// Ends a tabu walk: its best joins the pool. The next walk starts from a fresh randomised
+    /// dispatching plan while the pool fills, then between two elite solutions (path
+    /// relinking) or, for flexible problems, from a perturbed elite.
     fn restart(&mut self) {
         self.stats.restarts += 1;
-        self.since_improve = 0;
-        self.st.restore(&self.best);
-        self.st.evaluate(self.p);
+        pool_insert(
+            &mut self.pool,
+            self.p,
+            &mut self.rank,
+            &self.cur,
+            self.cur_val,
+            self.cur_mk,
+        );
+        if self.pool.len() < POOL {
+            self.st = construct::build(self.p, Rule::NoisyMwkr, &mut self.rng);
+        } else if self.p.flexible || !self.relink() {
+            let i = self.rng.gen_range(0..self.pool.len());
+            self.st.restore(&self.pool[i].snap);
+            self.st.evaluate(self.p);
+            self.kick();
+        }
         // Expire every tabu entry by jumping the iteration counter past the longest tenure.
         self.iter = self.iter.saturating_add(self.tenure_hi + 1);
+        self.cur_val = f64::INFINITY;
+        self.cur_mk = i64::MAX;
+        self.note_current();
+        self.since_improve = 0;
+    }
+
+    /// A few random critical moves.
+    fn kick(&mut self) {
         let kicks = self.rng.gen_range(2..=6);
         for _ in 0..kicks {
             self.critical_path_random();
@@ -182,14 +257,76 @@ impl<'a> Worker<'a> {
                 break;
             }
             let mv = self.moves[self.rng.gen_range(0..self.moves.len())];
-            let (om, op_prev) = self
+            // A move that would close a cycle is simply not made.
+            let _ = self
                 .st
-                .relocate(self.p, mv.op, self.st_machine_of(&mv), mv.after);
-            if !self.st.evaluate(self.p) {
-                self.st.relocate(self.p, mv.op, om, op_prev);
-                self.st.evaluate(self.p);
+                .relocate_eval(self.p, mv.op, self.st_machine_of(&mv), mv.after);
+        }
+    }
+
+    /// Path relinking between two random pool members: adjacent swaps move the initiating
+    /// solution toward the guiding one, and the best solution on the middle part of the path
+    /// becomes the current state. Returns false when the two are (almost) identical.
+    fn relink(&mut self) -> bool {
+        let a = self.rng.gen_range(0..self.pool.len());
+        let mut b = self.rng.gen_range(0..self.pool.len() - 1);
+        if b >= a {
+            b += 1;
+        }
+        let d = distance(
+            self.p,
+            &self.pool[a].snap,
+            &self.pool[b].snap,
+            &mut self.rank,
+        );
+        if d < 4 {
+            return false;
+        }
+        // `distance` left the guiding solution's ranks in `rank`.
+        self.st.restore(&self.pool[a].snap);
+        self.st.evaluate(self.p);
+        let lo = (d as f64 * RELINK_FROM) as u64;
+        let hi = ((d as f64 * RELINK_TO) as u64).max(lo + 1);
+        let mut best = (f64::INFINITY, i64::MAX);
+        for step in 1..=hi {
+            self.pairs.clear();
+            for m in 0..self.p.m {
+                let mut x = self.st.mfirst[m];
+                while x != NONE {
+                    let y = self.st.mnext[x as usize];
+                    if y != NONE && self.rank[y as usize] < self.rank[x as usize] {
+                        self.pairs.push((x, y));
+                    }
+                    x = y;
+                }
+            }
+            let mut swapped = false;
+            while !self.pairs.is_empty() {
+                let i = self.rng.gen_range(0..self.pairs.len());
+                let (x, y) = self.pairs.swap_remove(i);
+                let m = self.st.mach[x as usize];
+                if self.st.relocate_eval(self.p, x, m, y).is_some() {
+                    swapped = true;
+                    break;
+                }
+            }
+            if !swapped {
+                break;
+            }
+            if step >= lo {
+                let v = (self.st.objective(self.p), self.st.makespan);
+                if v < best {
+                    best = v;
+                    self.mid.copy_from(&self.st);
+                }
             }
         }
+        if best.0 == f64::INFINITY {
+            return false;
+        }
+        self.st.restore(&self.mid);
+        self.st.evaluate(self.p);
+        true
     }
 
     #[inline]
@@ -205,11 +342,12 @@ impl<'a> Worker<'a> {
     fn critical_path_random(&mut self) {
         let mut end = NONE;
         let mut cnt = 0u32;
-        for i in 0..self.p.n {
-            if self.st.r[i] + self.st.dur[i] == self.st.makespan {
+        // Every operation ends no later than its job successor, so some job's last one ends last.
+        for &l in &self.p.job_last {
+            if l != NONE && self.st.r[l as usize] + self.st.dur[l as usize] == self.st.makespan {
                 cnt += 1;
                 if self.rng.gen_range(0..cnt) == 0 {
-                    end = i as u32;
+                    end = l;
                 }
             }
         }
@@ -563,12 +701,9 @@ impl<'a> Worker<'a> {
     fn apply(&mut self, mv: &Move) -> bool {
         let m = self.st_machine_of(mv);
         self.mark_tabu(mv);
-        let (om, oprev) = self.st.relocate(self.p, mv.op, m, mv.after);
-        if self.st.evaluate(self.p) {
+        if self.st.relocate_eval(self.p, mv.op, m, mv.after).is_some() {
             return true;
         }
-        self.st.relocate(self.p, mv.op, om, oprev);
-        self.st.evaluate(self.p);
         self.stats.cycles += 1;
         false
     }
@@ -580,9 +715,17 @@ impl<'a> Worker<'a> {
         if self.moves.is_empty() {
             return false;
         }
-        self.moves.sort_unstable_by_key(|m| (m.est, m.key));
-        let aspiration = self.best_mk;
+        // Aspiration by the walk's best: each walk intensifies around its own region.
+        let aspiration = self.cur_mk;
+        // Selection instead of a full sort: usually one of the first few moves is taken.
         for i in 0..self.moves.len() {
+            let mut b = i;
+            for j in i + 1..self.moves.len() {
+                if (self.moves[j].est, self.moves[j].key) < (self.moves[b].est, self.moves[b].key) {
+                    b = j;
+                }
+            }
+            self.moves.swap(i, b);
             let mv = self.moves[i];
             if (mv.est < aspiration || !self.is_tabu(&mv)) && self.apply(&mv) {
                 return true;
@@ -642,17 +785,18 @@ impl<'a> Worker<'a> {
         for i in 0..self.moves.len() {
             let mv = self.moves[i];
             let m = self.st_machine_of(&mv);
-            let (om, oprev) = self.st.relocate(self.p, mv.op, m, mv.after);
-            let (f, mk) = if self.st.evaluate(self.p) {
-                (self.st.tardiness(self.p), self.st.makespan)
-            } else {
-                (f64::INFINITY, i64::MAX)
+            let (f, mk) = match self.st.relocate_eval(self.p, mv.op, m, mv.after) {
+                Some((om, oprev)) => {
+                    let v = (self.st.tardiness(self.p), self.st.makespan);
+                    // Undoing an acyclic move cannot close a cycle.
+                    let _ = self.st.relocate_eval(self.p, mv.op, om, oprev);
+                    v
+                }
+                None => (f64::INFINITY, i64::MAX),
             };
-            self.st.relocate(self.p, mv.op, om, oprev);
             self.moves[i].est_f = f;
             self.moves[i].est = mk;
         }
-        self.st.evaluate(self.p);
         self.moves.sort_unstable_by(|a, b| {
             a.est_f
                 .total_cmp(&b.est_f)
@@ -669,4 +813,75 @@ impl<'a> Worker<'a> {
         let mv = self.moves[self.rng.gen_range(0..self.moves.len())];
         mv.est_f.is_finite() && self.apply(&mv)
     }
+}
+
+/// Adds a solution to the pool unless an identical one is there; a full pool drops its worst
+/// member when the newcomer is better.
+fn pool_insert(
+    pool: &mut Vec<Elite>,
+    p: &Problem,
+    rank: &mut [u32],
+    snap: &Snapshot,
+    val: f64,
+    mk: i64,
+) {
+    if pool
+        .iter()
+        .any(|e| e.val == val && e.mk == mk && distance(p, &e.snap, snap, rank) == 0)
+    {
+        return;
+    }
+    let entry = Elite {
+        snap: snap.clone(),
+        val,
+        mk,
+    };
+    if pool.len() < POOL {
+        pool.push(entry);
+        return;
+    }
+    let mut worst = 0;
+    for (i, e) in pool.iter().enumerate() {
+        if (e.val, e.mk) > (pool[worst].val, pool[worst].mk) {
+            worst = i;
+        }
+    }
+    if (val, mk) < (pool[worst].val, pool[worst].mk) {
+        pool[worst] = entry;
+    }
+}
+
+/// Number of operation pairs sequenced differently in `a` and `b` (plus one per operation on a
+/// different machine). Leaves each operation's position in `b`'s machine sequence in `rank`.
+fn distance(p: &Problem, a: &Snapshot, b: &Snapshot, rank: &mut [u32]) -> u64 {
+    for m in 0..p.m {
+        let mut x = b.mfirst[m];
+        let mut k = 0;
+        while x != NONE {
+            rank[x as usize] = k;
+            k += 1;
+            x = b.mnext[x as usize];
+        }
+    }
+    let mut d = 0;
+    for m in 0..p.m {
+        let mut x = a.mfirst[m];
+        while x != NONE {
+            let xi = x as usize;
+            if b.mach[xi] != a.mach[xi] {
+                d += 1;
+            } else {
+                let mut y = a.mnext[xi];
+                while y != NONE {
+                    let yi = y as usize;
+                    if b.mach[yi] == a.mach[yi] && rank[yi] < rank[xi] {
+                        d += 1;
+                    }
+                    y = a.mnext[yi];
+                }
+            }
+            x = a.mnext[xi];
+        }
+    }
+    d
 }
