@@ -15,7 +15,9 @@
 //! maintenance request blocks its machine for `maintenance_duration_ms` from `t + lead(urgency)`.
 //! The previous plan, re-timed for the new constraints (same machines, same order, new jobs
 //! appended), is the search's starting point, and it is kept when the search finds nothing
-//! strictly better: equal objective means the smallest change. The search is bounded by
+//! strictly better: equal objective means the smallest change. Operations the search moved to
+//! another machine are then tried back on their previous machine and left there when the
+//! objective is no worse. The search is bounded by
 //! iterations, never by time, so the plan is a function of the log (replays are byte-identical).
 //!
 //! Job events that make no sense (no operations, an operation without an eligible machine, a
@@ -552,6 +554,89 @@ impl SchedulerProcessor {
             .collect()
     }
 
+    /// Moves operations that the search put on another machine back to their machine in the
+    /// previous plan (at the place their previous start gives them), one at a time, keeping each
+    /// return that leaves the objective no worse. Deterministic: candidates in previous-start
+    /// order, each checked by re-timing the sequences and verifying the plan.
+    fn settle(
+        &self,
+        b: &Built,
+        mut schedule: twinline_solver::Schedule,
+        value: &dyn Fn(&twinline_solver::Schedule) -> f64,
+    ) -> twinline_solver::Schedule {
+        let index: BTreeMap<&str, usize> = b
+            .machines
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.as_str(), i))
+            .collect();
+        let by_id: BTreeMap<(&str, i32), (usize, i64)> = self
+            .state
+            .plan
+            .iter()
+            .filter(|p| !p.started)
+            .filter_map(|p| {
+                let mi = *index.get(p.machine_id.as_str())?;
+                Some(((p.job_id.as_str(), p.operation_index), (mi, p.start)))
+            })
+            .collect();
+        // Free operations moved to another machine, with their previous machine and start.
+        let mut candidates: Vec<(i64, usize, usize, usize)> = Vec::new();
+        for (j, (id, first)) in b.jobs.iter().enumerate() {
+            let fixed = usize::from(b.running_start[j].is_some());
+            for k in fixed..schedule.jobs[j].len() {
+                let Some(&(pm, ps)) = by_id.get(&(id.as_str(), (first + k) as i32)) else {
+                    continue;
+                };
+                let eligible = b.inst.jobs[j].operations[k]
+                    .eligible
+                    .iter()
+                    .any(|e| e.0 == pm);
+                if schedule.jobs[j][k].machine != pm && eligible {
+                    candidates.push((ps, j, k, pm));
+                }
+            }
+        }
+        if candidates.is_empty() {
+            return schedule;
+        }
+        candidates.sort_unstable();
+        let sequences = |s: &twinline_solver::Schedule| -> Vec<Vec<(usize, usize)>> {
+            let mut seqs: Vec<Vec<(i64, usize, usize)>> = vec![Vec::new(); b.machines.len()];
+            for (j, ops) in s.jobs.iter().enumerate() {
+                let fixed = usize::from(b.running_start[j].is_some());
+                for (k, o) in ops.iter().enumerate().skip(fixed) {
+                    seqs[o.machine].push((o.start, j, k));
+                }
+            }
+            seqs.into_iter()
+                .map(|mut v| {
+                    v.sort_unstable();
+                    v.into_iter().map(|(_, j, k)| (j, k)).collect()
+                })
+                .collect()
+        };
+        let mut best = value(&schedule);
+        for (ps, j, k, pm) in candidates {
+            let mut seqs = sequences(&schedule);
+            let from = schedule.jobs[j][k].machine;
+            seqs[from].retain(|&(jj, kk)| (jj, kk) != (j, k));
+            let at = seqs[pm]
+                .iter()
+                .position(|&(jj, kk)| schedule.jobs[jj][kk].start >= ps)
+                .unwrap_or(seqs[pm].len());
+            seqs[pm].insert(at, (j, k));
+            if let Ok(s) = schedule_from_sequences(&b.inst, &seqs) {
+                let v = value(&s);
+                if v <= best && verify(&b.inst, &s).is_ok() {
+                    best = v;
+                    schedule = s;
+                }
+            }
+        }
+        schedule
+    }
+
     /// Re-optimizes at event time `t` and returns the change, or `None` when there is nothing to
     /// plan and nothing was planned before.
     pub fn replan(
@@ -605,6 +690,9 @@ impl SchedulerProcessor {
                 )))
             }
         };
+        // Among plans of the same objective, fewer machine changes: send moved operations back
+        // to their previous machine wherever that does not make the objective worse.
+        let schedule = self.settle(&b, schedule, &value);
         let objective_value = value(&schedule);
         let mut plan = Vec::with_capacity(b.inst.num_operations());
         for (j, ops) in schedule.jobs.iter().enumerate() {

@@ -316,3 +316,84 @@ fn fault_moves_planned_work_off_the_machine_and_everyone_sees_it() {
     );
     twinline_tests::assert_same_derived(&data, &replayed);
 }
+
+/// Fisher & Thompson's 6x6 instance (optimum 55), OR-Library format.
+const FT06: &str = "6 6
+2 1 0 3 1 6 3 7 5 3 4 6
+1 8 2 5 4 10 5 10 0 10 3 4
+2 5 3 4 5 8 0 9 1 1 4 7
+1 5 0 5 2 5 3 3 4 8 5 9
+2 9 1 3 4 5 5 4 0 3 3 1
+1 3 3 3 5 9 0 10 4 4 2 1
+";
+
+#[test]
+fn schedule_command_prints_a_verifiable_plan_and_repeats_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("ft06.txt");
+    std::fs::write(&file, FT06).unwrap();
+    let run = || {
+        let out = twinline(&[
+            "schedule",
+            "--instance",
+            file.to_str().unwrap(),
+            "--time-limit",
+            "60",
+            "--threads",
+            "2",
+            "--seed",
+            "3",
+            "--max-iterations",
+            "20000",
+            "--format",
+            "json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let a = run();
+    // Verify the plan from the instance alone: job order, no overlap, the makespan.
+    let jobs: Vec<Vec<(usize, i64)>> = FT06
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let v: Vec<i64> = l.split_whitespace().map(|x| x.parse().unwrap()).collect();
+            v.chunks(2).map(|c| (c[0] as usize, c[1])).collect()
+        })
+        .collect();
+    let starts = a["starts"].as_array().unwrap();
+    assert_eq!(starts.len(), 6);
+    let mut per_machine: Vec<Vec<(i64, i64)>> = vec![Vec::new(); 6];
+    let mut makespan = 0;
+    for (ops, st) in jobs.iter().zip(starts) {
+        let st: Vec<i64> = st
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_i64().unwrap())
+            .collect();
+        assert_eq!(st.len(), ops.len());
+        let mut ready = 0;
+        for (&(m, d), s) in ops.iter().zip(st) {
+            assert!(s >= ready, "operation starts before its predecessor ends");
+            per_machine[m].push((s, s + d));
+            ready = s + d;
+        }
+        makespan = makespan.max(ready);
+    }
+    for mut iv in per_machine {
+        iv.sort();
+        assert!(iv.windows(2).all(|w| w[1].0 >= w[0].1), "overlap {iv:?}");
+    }
+    assert_eq!(a["makespan"].as_i64(), Some(makespan));
+    assert_eq!(makespan, 55, "ft06's optimum");
+    assert!(a["lower_bound"].as_i64().unwrap() <= 55);
+    assert!(a["time_to_best_ms"].as_u64().is_some());
+    // An iteration bound makes the plan independent of the machine's speed.
+    let b = run();
+    assert_eq!(a["starts"], b["starts"]);
+}
