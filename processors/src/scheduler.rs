@@ -20,9 +20,13 @@
 //! objective is no worse. The search is bounded by
 //! iterations, never by time, so the plan is a function of the log (replays are byte-identical).
 //!
-//! Job events that make no sense (no operations, an operation without an eligible machine, a
-//! negative duration, an operation index out of range) are dead-lettered by [`JobEventValidator`]
-//! in the partition tasks, and skipped here.
+//! Job events that make no sense (no operations, an operation without an eligible machine or
+//! with one listed twice, a negative or over-a-year duration, times outside 1970..2255, a
+//! progress event without operation index or machine) are dead-lettered by [`JobEventValidator`]
+//! in the partition tasks, and skipped here. Progress events the state cannot use are skipped
+//! too: an unknown job, an operation index beyond the routing, a repeated submission, a late
+//! report of an earlier operation; an operation started on a machine its routing does not list
+//! cannot be timed and counts as not started.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -39,6 +43,10 @@ use twinline_solver::{
 use crate::{Emitter, Event, EventTime, ProcessError, Processor};
 
 const HOUR_MS: i64 = 3_600_000;
+/// Longest operation accepted (a year): keeps every sum of plan times far from overflow.
+const MAX_DURATION_MS: i64 = 366 * 24 * HOUR_MS;
+/// Latest time accepted in a job event (year 2255), for the same reason.
+const MAX_TIME_MS: i64 = 1 << 43;
 
 /// What the rescheduler minimises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -150,6 +158,17 @@ pub fn job_event_problem(e: &JobEvent) -> Option<String> {
     if e.job_id.is_empty() {
         return Some("job_id is empty".into());
     }
+    for (what, v) in [
+        ("event_time", Some(e.event_time)),
+        ("release_time", e.release_time),
+        ("due_date", e.due_date),
+    ] {
+        if let Some(v) = v {
+            if !(0..=MAX_TIME_MS).contains(&v) {
+                return Some(format!("{what} {v} is outside 1970..=2255 (Unix ms)"));
+            }
+        }
+    }
     match e.kind {
         JobEventKind::Submitted => {
             if e.operations.is_empty() {
@@ -162,7 +181,7 @@ pub fn job_event_problem(e: &JobEvent) -> Option<String> {
                         e.job_id
                     ));
                 }
-                for m in &op.eligible {
+                for (i, m) in op.eligible.iter().enumerate() {
                     if m.machine_id.is_empty() {
                         return Some(format!("job {} operation {k}: empty machine_id", e.job_id));
                     }
@@ -170,6 +189,21 @@ pub fn job_event_problem(e: &JobEvent) -> Option<String> {
                         return Some(format!(
                             "job {} operation {k}: negative duration {} on {}",
                             e.job_id, m.duration_ms, m.machine_id
+                        ));
+                    }
+                    if m.duration_ms > MAX_DURATION_MS {
+                        return Some(format!(
+                            "job {} operation {k}: duration {} ms on {} is over a year",
+                            e.job_id, m.duration_ms, m.machine_id
+                        ));
+                    }
+                    if op.eligible[..i]
+                        .iter()
+                        .any(|o| o.machine_id == m.machine_id)
+                    {
+                        return Some(format!(
+                            "job {} operation {k}: machine {} listed twice",
+                            e.job_id, m.machine_id
                         ));
                     }
                 }
@@ -242,6 +276,7 @@ struct MachineInfo {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 struct State {
     jobs: BTreeMap<String, OpenJob>,
     machines: BTreeMap<String, MachineInfo>,
@@ -350,6 +385,9 @@ impl SchedulerProcessor {
         }
         match e.kind {
             JobEventKind::Submitted => {
+                if self.state.jobs.contains_key(&e.job_id) {
+                    return false; // a repeat: the job's progress stays
+                }
                 for op in &e.operations {
                     for m in &op.eligible {
                         self.machine(&m.machine_id);
@@ -395,6 +433,10 @@ impl SchedulerProcessor {
                     return false;
                 }
                 let duration_known = job.ops[k].iter().any(|(mm, _)| mm == m);
+                // Late or repeated reports of earlier operations do not move progress back.
+                if k < job.next_op {
+                    return false;
+                }
                 if e.kind == JobEventKind::Started {
                     job.next_op = k;
                     // An operation started on a machine its routing does not list cannot be
@@ -452,8 +494,8 @@ impl SchedulerProcessor {
                 // An overrunning operation is assumed to end now; a machine already holding
                 // fixed work takes this one after it (inconsistent reports must not make the
                 // instance infeasible).
-                let start = (*s).max(t - d).max(busy_until[mi]);
-                busy_until[mi] = start + d;
+                let start = (*s).max(t.saturating_sub(d)).max(busy_until[mi]);
+                busy_until[mi] = start.saturating_add(d);
                 fixed.push(FixedOperation {
                     job: j,
                     op: 0,
@@ -477,18 +519,19 @@ impl SchedulerProcessor {
         for (mi, info) in self.state.machines.values().enumerate() {
             let mut windows: Vec<(i64, i64)> = Vec::new();
             if info.down.is_some() {
-                windows.push((t, t + self.cfg.down_estimate_ms));
+                windows.push((t, t.saturating_add(self.cfg.down_estimate_ms)));
             }
-            for (urgency, _) in info.maintenance.values() {
-                let s = t + self.cfg.maintenance_lead.of(*urgency);
-                windows.push((s, s + self.cfg.maintenance_duration_ms));
+            for (urgency, opened) in info.maintenance.values() {
+                // Counted from when the request opened, not from each replan.
+                let s = t.max(opened.saturating_add(self.cfg.maintenance_lead.of(*urgency)));
+                windows.push((s, s.saturating_add(self.cfg.maintenance_duration_ms)));
             }
             for (s, e) in windows {
                 // Running work finishes first: the window starts when the machine is free and
                 // keeps its length.
                 let len = (e - s).max(1);
                 let s = s.max(busy_until[mi]);
-                let e = s + len;
+                let e = s.saturating_add(len);
                 unavailability.push(Unavailability {
                     machine: mi,
                     start: s,
@@ -659,7 +702,9 @@ impl SchedulerProcessor {
             Objective::Makespan => (s.makespan() - t).max(0) as f64,
             Objective::WeightedTardiness => twinline_solver::weighted_tardiness(&b.inst, s),
         };
-        let repaired = schedule_from_sequences(&b.inst, &self.previous_sequences(&b)).ok();
+        let repaired = schedule_from_sequences(&b.inst, &self.previous_sequences(&b))
+            .ok()
+            .filter(|r| verify(&b.inst, r).is_ok());
         let version = self.state.plan_version + 1;
         let params = SolveParams {
             // Bounded by iterations only: the plan must not depend on the machine's speed.
@@ -675,7 +720,6 @@ impl SchedulerProcessor {
         })?;
         // Every plan is checked against the instance before it is used (an independent
         // verifier); equal objective keeps the previous plan's placements (the smallest change).
-        let repaired = repaired.filter(|r| verify(&b.inst, r).is_ok());
         let solved_ok = verify(&b.inst, &solved.schedule);
         let schedule = match (repaired, solved_ok) {
             (Some(r), Ok(_)) if value(&r) <= value(&solved.schedule) => r,
@@ -776,12 +820,16 @@ impl SchedulerProcessor {
         reason: String,
         out: &mut Emitter,
     ) -> Result<(), ProcessError> {
-        if let Some(change) = self.replan(t, reason)? {
-            out.emit(
+        // A replan that fails (an instance the solver refuses, no valid plan) keeps the previous
+        // plan and is logged: failing the task would replay the same event and fail forever.
+        match self.replan(t, reason) {
+            Ok(Some(change)) => out.emit(
                 Topic::ScheduleChanges,
                 PLANT_KEY,
                 Payload::ScheduleChange(change),
-            );
+            ),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, at = t, "replan failed; the previous plan stays"),
         }
         Ok(())
     }
@@ -902,6 +950,10 @@ impl Processor for SchedulerProcessor {
     }
 
     fn on_event(&mut self, event: &Event<'_>, out: &mut Emitter) -> Result<(), ProcessError> {
+        // An event stamped outside 1970..2255 would move the plan's clock for good: ignored.
+        if !(0..=MAX_TIME_MS).contains(&event.event_time) {
+            return Ok(());
+        }
         let t = event.event_time.max(self.state.now);
         self.state.now = t;
         let disruption = match event.payload {
@@ -931,6 +983,9 @@ impl Processor for SchedulerProcessor {
         watermark: EventTime,
         out: &mut Emitter,
     ) -> Result<(), ProcessError> {
+        if !(0..=MAX_TIME_MS).contains(&watermark) {
+            return Ok(());
+        }
         let t = watermark.max(self.state.now);
         self.state.now = t;
         self.maybe_routine(t, out)

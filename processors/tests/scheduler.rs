@@ -487,6 +487,12 @@ fn validator_dead_letters_unusable_job_events() {
         (job("J", T0, &[]), "without operations"),
         (job("J", T0, &[&[]]), "no eligible machine"),
         (job("J", T0, &[&[("M1", -1)]]), "negative duration"),
+        (job("J", T0, &[&[("M1", 5), ("M1", 6)]]), "listed twice"),
+        (
+            job("J", T0, &[&[("M1", 400 * 24 * 60 * MIN)]]),
+            "over a year",
+        ),
+        (job("J", -5, &[&[("M1", 5)]]), "outside 1970"),
         (
             Payload::JobEvent(JobEvent::new("J", JobEventKind::Started, T0)),
             "without operation_index",
@@ -545,4 +551,52 @@ fn a_maintenance_window_starts_after_the_running_operation_and_keeps_its_length(
             );
         }
     }
+}
+
+#[test]
+fn repeated_and_late_job_events_do_not_move_progress_back() {
+    let mut d = Driver::new(SchedulerConfig::default());
+    submit_all(&mut d, T0);
+    d.watermark(T0 + 5 * MIN);
+    d.feed(&progress(
+        "J3",
+        JobEventKind::Started,
+        T0 + 5 * MIN,
+        0,
+        "M2",
+    ));
+    d.feed(&progress(
+        "J3",
+        JobEventKind::Completed,
+        T0 + 12 * MIN,
+        0,
+        "M2",
+    ));
+    d.feed(&progress(
+        "J3",
+        JobEventKind::Started,
+        T0 + 12 * MIN,
+        1,
+        "M1",
+    ));
+    // A repeated submission, a late report of operation 0: ignored.
+    let r = routings();
+    let ops: Vec<&[(&str, i64)]> = r["J3"].iter().map(|v| v.as_slice()).collect();
+    d.feed(&job("J3", T0 + 13 * MIN, &ops));
+    d.feed(&progress(
+        "J3",
+        JobEventKind::Completed,
+        T0 + 13 * MIN,
+        0,
+        "M2",
+    ));
+    let c = d.watermark(T0 + 20 * MIN).pop().expect("routine replan");
+    assert_valid(&c, &routings());
+    let j3: Vec<_> = c.plan.iter().filter(|p| p.job_id == "J3").collect();
+    assert_eq!(j3.len(), 2, "operations 1 and 2 remain: {j3:?}");
+    let op1 = j3.iter().find(|p| p.operation_index == 1).unwrap();
+    assert!(
+        op1.started && op1.machine_id == "M1" && op1.start == T0 + 12 * MIN,
+        "{op1:?}"
+    );
 }

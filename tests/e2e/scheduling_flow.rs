@@ -290,6 +290,10 @@ fn fault_moves_planned_work_off_the_machine_and_everyone_sees_it() {
         ),
         (json!({"jobs": "not a list"}), "malformed_problem"),
         (json!({"jobz": []}), "malformed_problem"),
+        (
+            json!({"jobs": [{"job_id": "a", "processing_time": 1}], "machines": ["X", "X"]}),
+            "invalid_problem",
+        ),
     ] {
         let (status, v) = post(&listen, "/api/v1/scheduling/optimize", &body, None);
         assert_eq!(status, 422, "{body}: {v}");

@@ -355,6 +355,7 @@ fn drive_task(
             }
         }
         if shutdown {
+            task.finish_frontier();
             info!("task stopped after a final checkpoint");
             return Ok(());
         }
@@ -366,6 +367,8 @@ fn drive_task(
                 if !counted_caught_up {
                     a.control.tasks_caught_up.fetch_add(1, Ordering::AcqRel);
                 }
+                // Nothing more comes from this task in this run: the scheduler must not wait.
+                task.finish_frontier();
                 info!("caught up; final checkpoint written");
                 return Ok(());
             }

@@ -424,6 +424,30 @@ impl Task {
                 }
                 _ => committed,
             };
+            if self.gate.is_some() && !input.spec.topic.is_input() {
+                // A derived partition may hold several records of one origin, and a read capped
+                // by `read_batch_bytes` may end inside such a group: re-read from the next record
+                // to process every round, and count complete only below the last origin read
+                // unless the read reached the end. A read past the end (the writer truncated
+                // what it will derive again) finds nothing yet.
+                let (topic, partition) = (input.spec.topic.name(), input.spec.partition);
+                let from = input.next_process;
+                if from >= self.log.end_offset(topic, partition)? {
+                    input.batch = ReadBatch::new();
+                    input.cursor = 0;
+                    input.next_read = from;
+                    input.reached_end = true;
+                } else {
+                    input.fill(&*self.log, from, self.read_batch_bytes)?;
+                }
+                let complete = if input.reached_end {
+                    visible
+                } else {
+                    visible.min(input.last_origin.saturating_sub(1))
+                };
+                bound = bound.min(complete);
+                continue;
+            }
             let complete = if input.cursor < input.batch.len() {
                 // Not re-read this round: only what is buffered is known. Origins increase within
                 // a partition, so nothing unread can be below the last buffered origin.
@@ -489,6 +513,14 @@ impl Task {
             caught_up,
             waiting,
         })
+    }
+
+    /// A partition task that stops for good says so: readers gated on it need not wait for
+    /// anything more from it in this run.
+    pub fn finish_frontier(&self) {
+        if let Some((f, p)) = &self.publish_frontier {
+            f.publish(*p, u64::MAX);
+        }
     }
 
     /// The largest origin any input has buffered or processed.

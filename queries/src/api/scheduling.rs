@@ -31,6 +31,11 @@ pub const DEFAULT_TIME_LIMIT_MS: u64 = 10_000;
 pub const MAX_THREADS: usize = 8;
 /// Largest problem accepted, in operations.
 pub const MAX_OPERATIONS: usize = 20_000;
+/// Largest problem accepted, in (operation, eligible machine) choices: the starting plans cost
+/// about operations x jobs x choices before the time limit is checked.
+pub const MAX_CHOICES: usize = 100_000;
+/// Most machines a problem may name.
+pub const MAX_MACHINES: usize = 1_000;
 
 /// The JSON document of a plan (`GET /api/v1/scheduling/schedule` and the WebSocket `schedule`
 /// message).
@@ -161,9 +166,16 @@ fn build(
         machines.len() - 1
     };
     let pool: Vec<String> = req.machines.clone().unwrap_or(known_machines);
+    if pool.len() > MAX_MACHINES {
+        return Err(invalid(format!("more than {MAX_MACHINES} machines")));
+    }
+    if pool.iter().enumerate().any(|(i, m)| pool[..i].contains(m)) {
+        return Err(invalid("machines lists a machine twice"));
+    }
     let mut seen = BTreeMap::new();
     let mut jobs = Vec::with_capacity(req.jobs.len());
     let mut total_ops = 0usize;
+    let mut total_choices = 0usize;
     for (j, job) in req.jobs.iter().enumerate() {
         if job.job_id.is_empty() {
             return Err(invalid(format!("jobs[{j}]: job_id is empty")));
@@ -218,6 +230,25 @@ fn build(
         if total_ops > MAX_OPERATIONS {
             return Err(invalid(format!("more than {MAX_OPERATIONS} operations")));
         }
+        for (k, op) in operations.iter().enumerate() {
+            total_choices += op.eligible.len();
+            let twice = op
+                .eligible
+                .iter()
+                .enumerate()
+                .any(|(i, e)| op.eligible[..i].iter().any(|p| p.0 == e.0));
+            if twice {
+                return Err(invalid(format!(
+                    "job {} operation {k}: a machine is listed twice",
+                    job.job_id
+                )));
+            }
+        }
+        if total_choices > MAX_CHOICES {
+            return Err(invalid(format!(
+                "more than {MAX_CHOICES} (operation, machine) choices"
+            )));
+        }
         let weight = job.priority.unwrap_or(1.0);
         jobs.push(Job {
             id: job.job_id.clone(),
@@ -236,6 +267,9 @@ fn build(
             end: w.end,
         })
         .collect();
+    if machines.len() > MAX_MACHINES {
+        return Err(invalid(format!("more than {MAX_MACHINES} machines")));
+    }
     let objective = match req.objective.as_deref() {
         None | Some("makespan") => Objective::Makespan,
         Some("weighted_tardiness") => Objective::WeightedTardiness,

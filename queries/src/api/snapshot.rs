@@ -186,13 +186,10 @@ async fn ticker(state: ApiState) {
     let mut tick = tokio::time::interval(period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
-    // Clients get the plan and the predictions in their greeting; pushes carry them again only
-    // when they change.
-    let first = current(&state);
-    let mut sent = Sent {
-        plan: first.schedule.as_ref().map(|s| s.0),
-        predictions: first.predictions.as_ref().map(|p| p.0),
-    };
+    // Pushes carry the plan and the predictions only when they changed since the last push.
+    // The first push carries them whatever the greetings held: a change between a greeting and
+    // this ticker's start must not be lost (a repeat is harmless).
+    let mut sent = Sent::default();
     loop {
         // Wait for a change first, then for the next tick: an idle plant costs nothing.
         if changes.changed().await.is_err() {

@@ -111,8 +111,14 @@ async fn session(socket: WebSocket, state: ApiState) {
                 push = pushes.recv() => match push {
                     Ok(push) => {
                         // Pushes are one interval apart; only the first may come sooner after
-                        // the greeting, and it is skipped to keep the minimum interval.
+                        // the greeting, and its twin state and stats are skipped to keep the
+                        // minimum interval. A plan or predictions list in it is sent anyway:
+                        // those are pushed once per change, so skipping one would lose it.
                         if greeted.elapsed() < config.ws_push_interval {
+                            let rest: Vec<Message> = push.messages.into_iter().skip(2).collect();
+                            if let Err(end) = enqueue(&tx, rest) {
+                                break end;
+                            }
                             continue;
                         }
                         if let Err(end) = enqueue(&tx, push.messages) {
