@@ -222,6 +222,21 @@ impl Drop for Server {
     }
 }
 
+/// `POST /api/v1/query` with `sql`; asserts 200 and returns the rows.
+pub fn sql_rows(addr: &str, sql: &str) -> Vec<serde_json::Value> {
+    let body = serde_json::json!({ "sql": sql }).to_string();
+    let (status, text) = http_request(
+        addr,
+        "POST",
+        "/api/v1/query",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200, "{sql}: {text}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["rows"].as_array().cloned().unwrap_or_default()
+}
+
 /// One HTTP/1.1 request (`Connection: close`) with raw headers and body; returns the status and
 /// the body (de-chunked). Does not judge the status.
 pub fn http_request(

@@ -317,26 +317,6 @@ fn is_down(s: MachineStatus) -> bool {
     )
 }
 
-fn urgency_name(u: Urgency) -> &'static str {
-    match u {
-        Urgency::Critical => "CRITICAL",
-        Urgency::High => "HIGH",
-        Urgency::Medium => "MEDIUM",
-        Urgency::Low => "LOW",
-    }
-}
-
-fn status_name(s: MachineStatus) -> &'static str {
-    match s {
-        MachineStatus::Idle => "IDLE",
-        MachineStatus::Running => "RUNNING",
-        MachineStatus::Warning => "WARNING",
-        MachineStatus::Error => "ERROR",
-        MachineStatus::Maintenance => "MAINTENANCE",
-        MachineStatus::Offline => "OFFLINE",
-    }
-}
-
 /// A built replan problem: the instance and how its indices map back to ids.
 struct Built {
     inst: Instance,
@@ -867,7 +847,7 @@ impl SchedulerProcessor {
         match (was, down_now) {
             (None, true) => {
                 info.down = Some((s.status, s.event_time));
-                let mut reason = format!("{} entered {}", s.machine_id, status_name(s.status));
+                let mut reason = format!("{} entered {}", s.machine_id, s.status.symbol());
                 if s.status == MachineStatus::Error {
                     // A fault interrupts the running operation: it will start again later.
                     let mut interrupted = BTreeSet::new();
@@ -893,8 +873,8 @@ impl SchedulerProcessor {
                 Some(format!(
                     "{} went from {} to {}",
                     s.machine_id,
-                    status_name(old),
-                    status_name(s.status)
+                    old.symbol(),
+                    s.status.symbol()
                 ))
             }
             (Some(old), false) => {
@@ -902,8 +882,8 @@ impl SchedulerProcessor {
                 Some(format!(
                     "{} is back ({} after {})",
                     s.machine_id,
-                    status_name(s.status),
-                    status_name(old)
+                    s.status.symbol(),
+                    old.symbol()
                 ))
             }
             _ => None,
@@ -922,7 +902,7 @@ impl SchedulerProcessor {
                         "maintenance request {} opened on {} ({})",
                         r.request_id,
                         r.machine_id,
-                        urgency_name(r.urgency)
+                        r.urgency.symbol()
                     )
                 })
             }

@@ -678,7 +678,7 @@ fn the_random_ops_exercise_every_status() {
     let mut seen = std::collections::BTreeSet::new();
     for p in payloads(&ops) {
         for s in h.feed_ok(&p) {
-            seen.insert(status_str(s.status));
+            seen.insert(s.status.symbol());
         }
     }
     assert_eq!(seen.len(), 6, "{seen:?}");

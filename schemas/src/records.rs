@@ -242,6 +242,20 @@ pub enum MachineStatus {
     Offline,
 }
 
+impl MachineStatus {
+    /// The Avro symbol (also the API's spelling).
+    pub fn symbol(self) -> &'static str {
+        match self {
+            MachineStatus::Idle => "IDLE",
+            MachineStatus::Running => "RUNNING",
+            MachineStatus::Warning => "WARNING",
+            MachineStatus::Error => "ERROR",
+            MachineStatus::Maintenance => "MAINTENANCE",
+            MachineStatus::Offline => "OFFLINE",
+        }
+    }
+}
+
 /// `twin-state`: snapshot of one machine's digital twin.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
 pub struct TwinState {
@@ -279,6 +293,18 @@ pub enum Urgency {
     Medium,
     #[default]
     Low,
+}
+
+impl Urgency {
+    /// The Avro symbol (also the API's spelling).
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Urgency::Critical => "CRITICAL",
+            Urgency::High => "HIGH",
+            Urgency::Medium => "MEDIUM",
+            Urgency::Low => "LOW",
+        }
+    }
 }
 
 /// One input feature of a prediction and its signed contribution.

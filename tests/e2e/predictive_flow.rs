@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
-use twinline_tests::{free_port, http_get_json, ort_library, repo_root, twinline, Server};
+use twinline_tests::{
+    free_port, http_get_json, ort_library, repo_root, sql_rows, twinline, Server,
+};
 
 #[test]
 fn wear_to_prediction_to_request_to_websocket() {
@@ -311,20 +313,6 @@ fn wear_to_prediction_to_request_to_websocket() {
             .contains(&last.as_str().unwrap()),
         "audit chain ends at {last}"
     );
-}
-
-fn sql_rows(listen: &str, query: &str) -> Vec<Value> {
-    let body = serde_json::json!({ "sql": query }).to_string();
-    let (status, text) = twinline_tests::http_request(
-        listen,
-        "POST",
-        "/api/v1/query",
-        &[("Content-Type", "application/json")],
-        body.as_bytes(),
-    );
-    assert_eq!(status, 200, "{query}: {text}");
-    let v: Value = serde_json::from_str(&text).unwrap();
-    v["rows"].as_array().cloned().unwrap_or_default()
 }
 
 fn dump(data: &str, topic: &str) -> Vec<Value> {

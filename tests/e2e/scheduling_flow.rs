@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
-use twinline_tests::{free_port, http_request, twinline, Server};
+use twinline_tests::{free_port, http_request, sql_rows, twinline, Server};
 
 const WRITER: &str = "sched-writer";
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -33,12 +33,6 @@ fn ingest(listen: &str, topic: &str, event: Value) {
         Some(WRITER),
     );
     assert_eq!(status, 202, "{topic}: {v}");
-}
-
-fn sql(listen: &str, query: &str) -> Vec<Value> {
-    let (status, v) = post(listen, "/api/v1/query", &json!({ "sql": query }), None);
-    assert_eq!(status, 200, "{query}: {v}");
-    v["rows"].as_array().cloned().unwrap_or_default()
 }
 
 /// Waits for the current plan to satisfy `ok`.
@@ -209,7 +203,7 @@ fn fault_moves_planned_work_off_the_machine_and_everyone_sees_it() {
 
     // 3. SQL: the moves say which operations left M1; the current plan has nothing on M1 early.
     let version = after["plan_version"].as_i64().unwrap();
-    let moved = sql(
+    let moved = sql_rows(
         &listen,
         &format!(
             "SELECT job_id, operation_index, machine_id FROM schedule_changes \
@@ -217,7 +211,7 @@ fn fault_moves_planned_work_off_the_machine_and_everyone_sees_it() {
         ),
     );
     assert!(!moved.is_empty(), "no operation moved off M1");
-    let early = sql(
+    let early = sql_rows(
         &listen,
         &format!(
             "SELECT count(*) AS n FROM schedule WHERE machine_id = 'M1' \

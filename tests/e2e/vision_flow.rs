@@ -10,7 +10,8 @@ use futures::StreamExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 use twinline_tests::{
-    free_port, http_get_json, http_request, multipart, ort_library, repo_root, Part, Server,
+    free_port, http_get_json, http_request, multipart, ort_library, repo_root, sql_rows, Part,
+    Server,
 };
 
 const WRITER: &str = "writer-token-0001";
@@ -60,20 +61,6 @@ fn detect(listen: &str, token: Option<&str>, parts: &[Part<'_>]) -> (u16, Value)
     (status, v)
 }
 
-fn sql(listen: &str, query: &str) -> Vec<Value> {
-    let body = serde_json::json!({ "sql": query }).to_string();
-    let (status, text) = http_request(
-        listen,
-        "POST",
-        "/api/v1/query",
-        &[("Content-Type", "application/json")],
-        body.as_bytes(),
-    );
-    assert_eq!(status, 200, "{query}: {text}");
-    let v: Value = serde_json::from_str(&text).unwrap();
-    v["rows"].as_array().cloned().unwrap_or_default()
-}
-
 #[test]
 fn image_to_defect_to_twin_health_to_websocket_warning() {
     let ort = ort_library();
@@ -113,7 +100,7 @@ fn image_to_defect_to_twin_health_to_websocket_warning() {
     //    the committed model, and the twin counts the inspected parts.
     let deadline = Instant::now() + Duration::from_secs(120);
     let inspected = loop {
-        let rows = sql(
+        let rows = sql_rows(
             &listen,
             "SELECT count(*) AS n, count(DISTINCT model_name) AS models, min(model_name) AS model \
              FROM defects WHERE request_id IS NULL",
@@ -350,7 +337,7 @@ fn image_to_defect_to_twin_health_to_websocket_warning() {
     assert_eq!(status, 202, "{text}");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let rows = sql(
+        let rows = sql_rows(
             &listen,
             "SELECT reason_type, reason, processor FROM dead_letters WHERE source_topic = 'images'",
         );

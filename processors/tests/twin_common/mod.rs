@@ -6,8 +6,7 @@
 use twinline_processors::twin::{TwinConfig, TwinProcessor};
 use twinline_processors::{Emitter, Event, Position, ProcessError, Processor};
 use twinline_schemas::{
-    Defect, MachineEvent, MachineEventKind, MachineStatus, Payload, SensorKind, SensorReading,
-    Topic, TwinState,
+    Defect, MachineEvent, MachineEventKind, Payload, SensorKind, SensorReading, Topic, TwinState,
 };
 
 pub fn reading(machine: &str, sensor: SensorKind, value: f64, t: i64) -> Payload {
@@ -202,16 +201,5 @@ impl Noise {
             .wrapping_mul(6364136223846793005)
             .wrapping_add(1442695040888963407);
         ((self.0 >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
-    }
-}
-
-pub fn status_str(s: MachineStatus) -> &'static str {
-    match s {
-        MachineStatus::Idle => "IDLE",
-        MachineStatus::Running => "RUNNING",
-        MachineStatus::Warning => "WARNING",
-        MachineStatus::Error => "ERROR",
-        MachineStatus::Maintenance => "MAINTENANCE",
-        MachineStatus::Offline => "OFFLINE",
     }
 }

@@ -14,7 +14,7 @@ use twinline_schemas::{Payload, Topic};
 use super::{ApiError, ApiState, Role};
 use crate::sql::QueryResult;
 use crate::time::rfc3339_ms;
-use crate::views::tables::{parse_urgency, urgency_symbol, ALL_URGENCIES};
+use crate::views::tables::{parse_urgency, ALL_URGENCIES};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const ARROW_STREAM: &str = "application/vnd.apache.arrow.stream";
@@ -133,7 +133,7 @@ pub async fn predictions(
         .as_deref()
         .map(|u| {
             parse_urgency(u).ok_or_else(|| {
-                let known: Vec<&str> = ALL_URGENCIES.iter().map(|u| urgency_symbol(*u)).collect();
+                let known: Vec<&str> = ALL_URGENCIES.iter().map(|u| u.symbol()).collect();
                 invalid_parameter(format!(
                     "urgency must be one of {} (any case), got {u:?}",
                     known.join(", ")

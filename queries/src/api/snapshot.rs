@@ -88,32 +88,37 @@ pub fn current(state: &ApiState) -> Arc<Snapshot> {
     snap
 }
 
-/// The schedule document: the previous rendering when the plan version is unchanged (a plan can
-/// hold thousands of operations; twin-state changes are far more frequent than plan changes).
-fn reuse_schedule(previous: Option<&Arc<Snapshot>>, state: &ApiState) -> Option<(i64, Bytes)> {
-    let plan = state.views.schedule()?;
-    if let Some((v, body)) = previous.and_then(|p| p.schedule.as_ref()) {
-        if *v == plan.plan_version {
-            return Some((*v, body.clone()));
-        }
+/// A document that changes far less often than the twin state (the plan, the predictions list):
+/// the previous rendering while its `key` is unchanged, a fresh `render` otherwise.
+fn reuse<K: PartialEq + Copy>(
+    previous: Option<&(K, Bytes)>,
+    key: K,
+    render: impl FnOnce() -> Vec<u8>,
+) -> (K, Bytes) {
+    match previous {
+        Some((k, body)) if *k == key => (key, body.clone()),
+        _ => (key, Bytes::from(render())),
     }
-    let body = serde_json::to_vec(&super::scheduling::schedule_json(&plan)).unwrap_or_default();
-    Some((plan.plan_version, Bytes::from(body)))
 }
 
-/// The predictions list: the previous rendering when no prediction arrived since.
+/// The schedule document, by plan version (a plan can hold thousands of operations).
+fn reuse_schedule(previous: Option<&Arc<Snapshot>>, state: &ApiState) -> Option<(i64, Bytes)> {
+    let plan = state.views.schedule()?;
+    Some(reuse(
+        previous.and_then(|p| p.schedule.as_ref()),
+        plan.plan_version,
+        || serde_json::to_vec(&super::scheduling::schedule_json(&plan)).unwrap_or_default(),
+    ))
+}
+
+/// The predictions list, by the count of predictions applied (none yet: no document).
 fn reuse_predictions(previous: Option<&Arc<Snapshot>>, state: &ApiState) -> Option<(u64, Bytes)> {
     let seq = state.views.predictions_seq();
-    if seq == 0 {
-        return None;
-    }
-    if let Some((s, body)) = previous.and_then(|p| p.predictions.as_ref()) {
-        if *s == seq {
-            return Some((*s, body.clone()));
-        }
-    }
-    let body = serde_json::to_vec(&state.views.predictions(None, None)).unwrap_or_default();
-    Some((seq, Bytes::from(body)))
+    (seq > 0).then(|| {
+        reuse(previous.and_then(|p| p.predictions.as_ref()), seq, || {
+            serde_json::to_vec(&state.views.predictions(None, None)).unwrap_or_default()
+        })
+    })
 }
 
 fn now_ms() -> i64 {

@@ -13,7 +13,7 @@ use twinline_schemas::{
     ScheduleChange, TwinState, Urgency,
 };
 
-use super::tables::{status_symbol, ALL_STATUSES};
+use super::tables::ALL_STATUSES;
 use super::ViewEvent;
 use crate::time::rfc3339_ms;
 
@@ -40,7 +40,7 @@ impl MachineState {
     fn from_twin(s: &TwinState) -> Self {
         MachineState {
             machine_id: s.machine_id.clone(),
-            status: status_symbol(s.status),
+            status: s.status.symbol(),
             health_score: s.health_score,
             cycles: s.cycles,
             defects: s.defects,
@@ -281,7 +281,7 @@ impl Model {
                         entry.history.push_back(HistoryEntry {
                             event_id: s.event_id.clone(),
                             event_time: rfc3339_ms(s.event_time),
-                            status: status_symbol(s.status),
+                            status: s.status.symbol(),
                             health_score: s.health_score,
                             cycles: s.cycles,
                             defects: s.defects,
@@ -454,15 +454,11 @@ impl Model {
     }
 
     fn statistics(&self) -> FactoryStatistics {
-        let mut status_counts: BTreeMap<&'static str, u64> = ALL_STATUSES
-            .iter()
-            .map(|s| (status_symbol(*s), 0))
-            .collect();
+        let mut status_counts: BTreeMap<&'static str, u64> =
+            ALL_STATUSES.iter().map(|s| (s.symbol(), 0)).collect();
         let (mut health, mut cycles, mut defects, mut parts) = (0.0, 0i64, 0i64, 0i64);
         for e in self.machines.values() {
-            *status_counts
-                .entry(status_symbol(e.state.status))
-                .or_insert(0) += 1;
+            *status_counts.entry(e.state.status.symbol()).or_insert(0) += 1;
             health += e.state.health_score;
             cycles = cycles.saturating_add(e.state.cycles);
             defects = defects.saturating_add(e.state.defects);

@@ -19,18 +19,6 @@ use super::append::AppendRows;
 use super::columns::{columns, ts_type, ColumnSet};
 use super::{View, ViewEvent};
 
-/// Avro symbol of a machine status (also the API's spelling).
-pub fn status_symbol(s: MachineStatus) -> &'static str {
-    match s {
-        MachineStatus::Idle => "IDLE",
-        MachineStatus::Running => "RUNNING",
-        MachineStatus::Warning => "WARNING",
-        MachineStatus::Error => "ERROR",
-        MachineStatus::Maintenance => "MAINTENANCE",
-        MachineStatus::Offline => "OFFLINE",
-    }
-}
-
 /// Every status, in the schema's order.
 pub const ALL_STATUSES: [MachineStatus; 6] = [
     MachineStatus::Idle,
@@ -40,15 +28,6 @@ pub const ALL_STATUSES: [MachineStatus; 6] = [
     MachineStatus::Maintenance,
     MachineStatus::Offline,
 ];
-
-pub fn urgency_symbol(u: Urgency) -> &'static str {
-    match u {
-        Urgency::Critical => "CRITICAL",
-        Urgency::High => "HIGH",
-        Urgency::Medium => "MEDIUM",
-        Urgency::Low => "LOW",
-    }
-}
 
 /// Every urgency, most urgent first (the schema's order).
 pub const ALL_URGENCIES: [Urgency; 4] = [
@@ -62,7 +41,7 @@ pub const ALL_URGENCIES: [Urgency; 4] = [
 pub fn parse_urgency(s: &str) -> Option<Urgency> {
     ALL_URGENCIES
         .into_iter()
-        .find(|u| urgency_symbol(*u).eq_ignore_ascii_case(s))
+        .find(|u| u.symbol().eq_ignore_ascii_case(s))
 }
 
 fn sensor_symbol(s: SensorKind) -> &'static str {
@@ -179,9 +158,9 @@ impl TwinStateColumns {
         );
         self.machine_id.append_value(&s.machine_id);
         self.event_time.append_value(s.event_time);
-        self.status.append_value(status_symbol(s.status));
+        self.status.append_value(s.status.symbol());
         self.previous_status
-            .append_option(s.previous_status.map(status_symbol));
+            .append_option(s.previous_status.map(MachineStatus::symbol));
         self.health_score.append_value(s.health_score);
         self.cycles.append_value(s.cycles);
         self.defects.append_value(s.defects);
@@ -424,7 +403,7 @@ impl AppendRows for FailurePredictionColumns {
         self.failure_probability.append_value(p.failure_probability);
         self.time_to_failure_hours
             .append_value(p.time_to_failure_hours);
-        self.urgency.append_value(urgency_symbol(p.urgency));
+        self.urgency.append_value(p.urgency.symbol());
         self.probability_1d.append_value(p.probability_1d);
         self.probability_3d.append_value(p.probability_3d);
         self.probability_7d.append_value(p.probability_7d);
@@ -476,7 +455,7 @@ impl AppendRows for MaintenanceRequestColumns {
         self.event_time.append_value(m.event_time);
         self.request_id.append_value(&m.request_id);
         self.action.append_value(action_symbol(m.action));
-        self.urgency.append_value(urgency_symbol(m.urgency));
+        self.urgency.append_value(m.urgency.symbol());
         self.reason.append_value(&m.reason);
         self.prediction_event_id
             .append_option(m.prediction_event_id.as_deref());
