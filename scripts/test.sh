@@ -5,6 +5,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 ensure_rust
 ensure_python
 ensure_web
+# psql (Debian) for the Postgres wire-protocol tests
+apt_install psql postgresql-client
 cd "$ROOT"
 log "building the workspace"
 cargo build --workspace --bins --tests

@@ -25,9 +25,15 @@ pub fn twinline_bin() -> PathBuf {
 
 /// Run `twinline <args>` to completion; panics with its output on failure.
 pub fn twinline(args: &[&str]) -> Output {
+    twinline_env(args, &[])
+}
+
+/// [`twinline`] with extra environment variables (for example `TWINLINE_HISTORY__FLUSH_ROWS`).
+pub fn twinline_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let out = Command::new(twinline_bin())
         .args(args)
         .env("TWINLINE_LOG", "warn")
+        .envs(env.iter().copied())
         .output()
         .expect("spawning twinline");
     assert!(

@@ -30,6 +30,54 @@ pub struct Config {
     pub vision: VisionSection,
     #[serde(default)]
     pub scheduling: twinline_processors::scheduler::SchedulerConfig,
+    pub history: HistorySection,
+    pub sql: SqlSection,
+}
+
+/// The Parquet history (`twinline_sinks::history`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistorySection {
+    pub enabled: bool,
+    /// Empty = `<data dir>/history`; a directory; or a URL (`file:///…`, `s3://bucket/prefix`).
+    pub path: String,
+    pub flush_rows: usize,
+    pub flush_interval_ms: u64,
+    pub compact_min_files: usize,
+    pub compact_target_rows: usize,
+    pub row_group_rows: usize,
+    pub retention_days: u32,
+}
+
+impl HistorySection {
+    /// The history's settings, its location resolved against the data directory.
+    pub fn resolve(&self, data_dir: &Path) -> twinline_sinks::history::HistoryConfig {
+        twinline_sinks::history::HistoryConfig {
+            enabled: self.enabled,
+            path: if self.path.is_empty() {
+                data_dir.join("history").display().to_string()
+            } else {
+                self.path.clone()
+            },
+            flush_rows: self.flush_rows.max(1),
+            flush_interval: std::time::Duration::from_millis(self.flush_interval_ms),
+            compact_min_files: self.compact_min_files,
+            compact_target_rows: self.compact_target_rows,
+            row_group_rows: self.row_group_rows,
+            retention_days: self.retention_days,
+            ..Default::default()
+        }
+    }
+}
+
+/// SQL front ends for existing tools (read-only, same views and tokens as the API).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlSection {
+    /// Postgres wire protocol address (`--pg-listen`); empty = off.
+    pub pg_listen: String,
+    /// Arrow Flight SQL address (`--flight-listen`); empty = off.
+    pub flight_listen: String,
 }
 
 /// The vision processor (images -> defects).

@@ -16,8 +16,10 @@ use twinline_log::EventLog;
 use twinline_queries::api::{ApiBackend, DetectHub, IngestAck};
 use twinline_queries::views::Views;
 use twinline_schemas::{Payload, Topic};
+use twinline_sinks::history::{HistoryStore, HistoryWriter};
 
 use crate::config::Config;
+use crate::runtime::historyfeed::HistoryFeeder;
 use crate::runtime::ingest::Ingestor;
 use crate::runtime::metrics::Metrics;
 use crate::runtime::viewfeed::ViewFeeder;
@@ -44,6 +46,8 @@ pub struct StartOptions {
     pub factory: Option<ProcessorFactory>,
     /// Fold the log into the views (off for replay and pure processing runs).
     pub views: bool,
+    /// Write the Parquet history (when `[history] enabled`; off for replay).
+    pub history: bool,
 }
 
 pub struct EmbeddedPipeline {
@@ -58,6 +62,11 @@ pub struct EmbeddedPipeline {
     feeder_stop: Arc<AtomicBool>,
     tasks: Vec<JoinHandle<Result<()>>>,
     feeder: Option<JoinHandle<Result<()>>>,
+    /// The Parquet history, when written (its tables are registered on the API's engine).
+    pub history: Option<Arc<HistoryStore>>,
+    history_stop: Arc<AtomicBool>,
+    history_caught_up: Arc<AtomicBool>,
+    history_feeder: Option<JoinHandle<Result<()>>>,
     producer: Option<JoinHandle<Result<()>>>,
     lag_stop: Arc<AtomicBool>,
     lag: Option<JoinHandle<()>>,
@@ -118,6 +127,22 @@ impl EmbeddedPipeline {
             views_caught_up.store(true, Ordering::Release);
             None
         };
+        let history_stop = Arc::new(AtomicBool::new(false));
+        let history_caught_up = Arc::new(AtomicBool::new(false));
+        let (history, history_feeder) = if opts.history && cfg.history.enabled {
+            let hcfg = cfg.history.resolve(dir);
+            let hstore = open_history(&hcfg.path)?;
+            let writer =
+                HistoryWriter::open(hstore.clone(), hcfg).context("opening the Parquet history")?;
+            let f = HistoryFeeder::new(store.log_dyn(), store.codec.clone(), writer)?;
+            let (stop, cu) = (history_stop.clone(), history_caught_up.clone());
+            let h = std::thread::Builder::new()
+                .name("history".into())
+                .spawn(move || f.run(stop, cu))?;
+            (Some(hstore), Some(h))
+        } else {
+            (None, None)
+        };
         let resume = match &opts.simulate {
             Some(sim) => simulator_resume_point(&store, &sim.config)?,
             None => 0,
@@ -171,6 +196,10 @@ impl EmbeddedPipeline {
             feeder_stop,
             tasks,
             feeder,
+            history,
+            history_stop,
+            history_caught_up,
+            history_feeder,
             producer,
             lag_stop,
             lag,
@@ -232,18 +261,38 @@ impl EmbeddedPipeline {
         self.stop_background()
     }
 
+    /// Whether the history writer has found nothing new at least once (or is not running).
+    pub fn history_caught_up(&self) -> bool {
+        self.history_feeder.is_none() || self.history_caught_up.load(Ordering::Acquire)
+    }
+
     fn stop_background(&mut self) -> Result<()> {
         self.feeder_stop.store(true, Ordering::Release);
         self.lag_stop.store(true, Ordering::Release);
+        // The history catches up with the log and flushes before it stops.
+        self.history_stop.store(true, Ordering::Release);
         if let Some(f) = self.feeder.take() {
             f.join()
                 .map_err(|_| anyhow::anyhow!("view feeder panicked"))??;
+        }
+        if let Some(h) = self.history_feeder.take() {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("history writer panicked"))??;
         }
         if let Some(l) = self.lag.take() {
             let _ = l.join();
         }
         Ok(())
     }
+}
+
+/// Opens the history at `location` (a directory or an object-store URL).
+pub fn open_history(location: &str) -> Result<Arc<HistoryStore>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(HistoryStore::open(location))
+        .with_context(|| format!("opening the Parquet history at {location}"))
 }
 
 /// File in the data directory recording the simulator settings that fed it.

@@ -11,6 +11,8 @@
 #![recursion_limit = "512"]
 
 pub mod api;
+pub mod flight;
+pub mod pg;
 pub mod sql;
 pub mod time;
 pub mod views;

@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use datafusion::catalog::{SchemaProvider, TableFunctionImpl};
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::config::ConfigOptions;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
-use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::coop::CooperativeExec;
 use datafusion::physical_plan::ExecutionPlan;
@@ -152,6 +154,16 @@ pub struct QueryEngine {
     ctx: SessionContext,
     config: QueryConfig,
     runtime: Arc<QueryRuntime>,
+    /// Schemas and table functions registered after construction (history tables, point-in-time
+    /// functions); replayed onto every context made by [`QueryEngine::new_context`].
+    extensions: Arc<parking_lot::RwLock<Extensions>>,
+    views: Arc<Views>,
+}
+
+#[derive(Default)]
+struct Extensions {
+    schemas: Vec<(String, Arc<dyn SchemaProvider>)>,
+    functions: Vec<(String, Arc<dyn TableFunctionImpl>)>,
 }
 
 impl std::fmt::Debug for QueryEngine {
@@ -162,7 +174,7 @@ impl std::fmt::Debug for QueryEngine {
     }
 }
 
-fn read_only() -> SQLOptions {
+pub(crate) fn read_only() -> SQLOptions {
     SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
@@ -207,7 +219,7 @@ fn refuse(what: &str) -> QueryError {
 
 /// Our own allow-list over the parsed statement; `verify_plan` then checks the plan as well
 /// (it catches what hides inside an admitted statement, such as `SELECT ... INTO`).
-fn check_statement(stmt: &DfStatement) -> Result<(), QueryError> {
+pub fn check_statement(stmt: &DfStatement) -> Result<(), QueryError> {
     match stmt {
         DfStatement::Statement(s) => check_sql_statement(s),
         DfStatement::Explain(e) => check_statement(&e.statement),
@@ -217,7 +229,8 @@ fn check_statement(stmt: &DfStatement) -> Result<(), QueryError> {
     }
 }
 
-fn check_sql_statement(s: &SqlStatement) -> Result<(), QueryError> {
+/// The read-only allow-list for one SQL statement (SELECT, WITH, EXPLAIN, SHOW, DESCRIBE).
+pub fn check_sql_statement(s: &SqlStatement) -> Result<(), QueryError> {
     match s {
         SqlStatement::Query(_)
         | SqlStatement::ShowTables { .. }
@@ -230,11 +243,11 @@ fn check_sql_statement(s: &SqlStatement) -> Result<(), QueryError> {
     }
 }
 
-fn invalid(e: DataFusionError) -> QueryError {
+pub(crate) fn invalid(e: DataFusionError) -> QueryError {
     QueryError::Invalid(e.strip_backtrace().to_string())
 }
 
-fn exec_error(e: DataFusionError) -> QueryError {
+pub(crate) fn exec_error(e: DataFusionError) -> QueryError {
     match e {
         DataFusionError::Internal(_) => QueryError::Internal(e.strip_backtrace().to_string()),
         // Errors of planning that surface only at execution (e.g. a function's argument check)
@@ -246,44 +259,61 @@ fn exec_error(e: DataFusionError) -> QueryError {
 impl QueryEngine {
     /// An engine whose tables are the views' tables (including ones registered later).
     pub fn new(views: Arc<Views>, config: QueryConfig) -> Result<Self, QueryError> {
-        let session = SessionConfig::new()
-            .with_information_schema(true)
-            .with_target_partitions(config.target_partitions.max(1));
-        let state = SessionStateBuilder::new()
-            .with_config(session)
-            .with_default_features()
-            .with_physical_optimizer_rule(Arc::new(YieldEverywhere))
-            .build();
-        let ctx = SessionContext::new_with_state(state);
-        let catalog_name = ctx
-            .state()
-            .config()
-            .options()
-            .catalog
-            .default_catalog
-            .clone();
-        let schema_name = ctx
-            .state()
-            .config()
-            .options()
-            .catalog
-            .default_schema
-            .clone();
-        let catalog = ctx
-            .catalog(&catalog_name)
-            .ok_or_else(|| QueryError::Internal(format!("no default catalog {catalog_name}")))?;
-        catalog
-            .register_schema(&schema_name, views.schema_provider())
-            .map_err(|e| QueryError::Internal(e.to_string()))?;
+        let ctx = base_context(&views, &config)?;
         let runtime = QueryRuntime::start(config.target_partitions)
             .map_err(|e| QueryError::Internal(format!("cannot start the query runtime: {e}")))?;
         Ok(QueryEngine {
             ctx,
             config,
             runtime: Arc::new(runtime),
+            extensions: Arc::default(),
+            views,
         })
     }
 
+    /// A fresh session over the same tables, schemas and functions (the Postgres and Flight
+    /// SQL front ends each keep their own, since they add catalog tables of their own).
+    pub fn new_context(&self) -> Result<SessionContext, QueryError> {
+        let ctx = base_context(&self.views, &self.config)?;
+        let ext = self.extensions.read();
+        for (name, schema) in &ext.schemas {
+            register_schema(&ctx, name, schema.clone())?;
+        }
+        for (name, f) in &ext.functions {
+            ctx.register_udtf(name, f.clone());
+        }
+        Ok(ctx)
+    }
+
+    /// Adds a schema (for example `history`) to this engine and every context made later.
+    pub fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> Result<(), QueryError> {
+        register_schema(&self.ctx, name, schema.clone())?;
+        self.extensions
+            .write()
+            .schemas
+            .push((name.to_string(), schema));
+        Ok(())
+    }
+
+    /// Adds a table function (for example `twin_state_at`) to this engine and every context
+    /// made later.
+    pub fn register_udtf(&self, name: &str, f: Arc<dyn TableFunctionImpl>) {
+        self.ctx.register_udtf(name, f.clone());
+        self.extensions
+            .write()
+            .functions
+            .push((name.to_string(), f));
+    }
+
+    /// The runtime queries run on. Front ends that execute queries themselves (Postgres wire,
+    /// Flight SQL) serve their connections here, never on the API's reactor.
+    pub fn runtime_handle(&self) -> tokio::runtime::Handle {
+        self.runtime.handle.clone()
+    }
     pub fn config(&self) -> &QueryConfig {
         &self.config
     }
@@ -331,19 +361,78 @@ impl QueryEngine {
     }
 }
 
+/// A session with the engine's settings and the views as the default schema.
+fn base_context(views: &Arc<Views>, config: &QueryConfig) -> Result<SessionContext, QueryError> {
+    let session = SessionConfig::new()
+        .with_information_schema(true)
+        .with_target_partitions(config.target_partitions.max(1));
+    let state = SessionStateBuilder::new()
+        .with_config(session)
+        .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(YieldEverywhere))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
+    let schema_name = ctx
+        .state()
+        .config()
+        .options()
+        .catalog
+        .default_schema
+        .clone();
+    register_schema(&ctx, &schema_name, views.schema_provider())?;
+    Ok(ctx)
+}
+
+fn register_schema(
+    ctx: &SessionContext,
+    name: &str,
+    schema: Arc<dyn SchemaProvider>,
+) -> Result<(), QueryError> {
+    let catalog_name = ctx
+        .state()
+        .config()
+        .options()
+        .catalog
+        .default_catalog
+        .clone();
+    let catalog = ctx
+        .catalog(&catalog_name)
+        .ok_or_else(|| QueryError::Internal(format!("no default catalog {catalog_name}")))?;
+    catalog
+        .register_schema(name, schema)
+        .map_err(|e| QueryError::Internal(e.to_string()))?;
+    Ok(())
+}
+
 type Collected = (SchemaRef, Vec<RecordBatch>, usize, bool);
 
-async fn run(ctx: SessionContext, sql: &str, limit: usize) -> Result<Collected, QueryError> {
-    let state = ctx.state();
+/// Parses `sql` as exactly one statement and checks it against the read-only allow-list.
+pub(crate) fn parse_read_only(state: &SessionState, sql: &str) -> Result<DfStatement, QueryError> {
     let dialect = &state.config().options().sql_parser.dialect;
     let stmt = state.sql_to_statement(sql, dialect).map_err(invalid)?;
     check_statement(&stmt)?;
-    let is_query =
-        matches!(&stmt, DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Query(_)));
+    Ok(stmt)
+}
+
+/// Plans a statement that passed [`parse_read_only`] and verifies that the plan reads only
+/// (this catches what hides inside an admitted statement, such as `SELECT ... INTO`).
+pub(crate) async fn plan_read_only(
+    state: &SessionState,
+    stmt: DfStatement,
+) -> Result<LogicalPlan, QueryError> {
     let plan = state.statement_to_plan(stmt).await.map_err(invalid)?;
     read_only()
         .verify_plan(&plan)
         .map_err(|e| QueryError::Refused(e.strip_backtrace().to_string()))?;
+    Ok(plan)
+}
+
+async fn run(ctx: SessionContext, sql: &str, limit: usize) -> Result<Collected, QueryError> {
+    let state = ctx.state();
+    let stmt = parse_read_only(&state, sql)?;
+    let is_query =
+        matches!(&stmt, DfStatement::Statement(s) if matches!(s.as_ref(), SqlStatement::Query(_)));
+    let plan = plan_read_only(&state, stmt).await?;
     let mut df = ctx.execute_logical_plan(plan).await.map_err(invalid)?;
     if is_query {
         // One row past the limit tells "exactly limit rows" from "truncated", and lets the

@@ -2,8 +2,10 @@
 
 mod crash_recovery;
 mod dead_letters;
+mod history;
 mod predictive_flow;
 mod replay;
 mod scheduling_flow;
 mod sim_resume;
+mod sql_clients;
 mod vision_flow;

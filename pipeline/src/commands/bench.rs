@@ -254,6 +254,7 @@ fn start_fed_by_bench(cfg: &Config, dir: &std::path::Path) -> Result<EmbeddedPip
             until_caught_up: false,
             factory: None,
             views: true,
+            history: true,
         },
     )
 }

@@ -93,6 +93,7 @@ pub fn measure(cfg: &Config, dir: &Path, opts: &ApiBenchOptions) -> Result<ApiFi
             until_caught_up: false,
             factory: None,
             views: true,
+            history: true,
         },
     )?;
     let api_cfg = super::api_config(cfg);

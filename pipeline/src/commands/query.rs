@@ -39,12 +39,15 @@ pub fn run(cfg: Config, args: QueryArgs) -> Result<()> {
     ViewFeeder::new(store.log_dyn(), store.codec.clone(), views.clone())?
         .catch_up()
         .context("reading the log")?;
+    let history = existing_history(&cfg, &dir)?;
+    let (log, codec) = (store.log_dyn(), store.codec.clone());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     let result = rt.block_on(async {
         let engine = twinline_queries::sql::QueryEngine::new(views, super::query_config(&cfg))?;
+        twinline_sinks::history::register(&engine, history, log, codec)?;
         engine.query(&args.sql, args.max_rows).await
     })?;
     let out = match args.format {
@@ -75,4 +78,21 @@ pub fn run(cfg: Config, args: QueryArgs) -> Result<()> {
         eprintln!("(truncated to the row limit)");
     }
     Ok(())
+}
+
+/// The history of `dir` when it has one (a read-only query never creates it).
+fn existing_history(
+    cfg: &Config,
+    dir: &std::path::Path,
+) -> Result<Option<Arc<twinline_sinks::history::HistoryStore>>> {
+    let hcfg = cfg.history.resolve(dir);
+    let local = !hcfg.path.contains("://");
+    if local
+        && !std::path::Path::new(&hcfg.path)
+            .join(twinline_sinks::history::MANIFEST)
+            .exists()
+    {
+        return Ok(None);
+    }
+    Ok(Some(crate::embedded::open_history(&hcfg.path)?))
 }

@@ -82,7 +82,7 @@ pub fn replay(
     {
         let dst = Store::open(out, &cfg)?;
         let cut = match until_ms {
-            Some(t) => cut_origin(&*src.log, t.saturating_add(1))?,
+            Some(t) => twinline_sinks::history::cut_origin(&*src.log, t.saturating_add(1))?,
             None => u64::MAX,
         };
         input_records = copy_inputs(&*src.log, &*dst.log, cut, progress)?;
@@ -102,6 +102,7 @@ pub fn replay(
             until_caught_up: true,
             factory: None,
             views: false,
+            history: false,
         },
     )?;
     pipeline.wait()?;
@@ -110,36 +111,6 @@ pub fn replay(
         copy,
         derive: derive_started.elapsed(),
     })
-}
-
-/// The smallest origin of any input record with timestamp >= `t` (records are cut from there).
-fn cut_origin(log: &dyn EventLog, t: i64) -> Result<u64> {
-    let mut cut = u64::MAX;
-    let mut batch = ReadBatch::new();
-    for topic in Topic::ALL.into_iter().filter(|t| t.is_input()) {
-        for p in 0..log.partitions(topic.name())? {
-            // The time index gives the first offset whose running-max timestamp reaches t; scan
-            // from a little before it is unnecessary since timestamps before it are all < t.
-            let Some(mut off) = log.offset_for_timestamp(topic.name(), p, t)? else {
-                continue;
-            };
-            let end = log.end_offset(topic.name(), p)?;
-            'scan: while off < end {
-                log.read(topic.name(), p, off, 1 << 20, &mut batch)?;
-                for r in batch.iter() {
-                    off = r.offset + 1;
-                    if r.timestamp >= t {
-                        cut = cut.min(r.origin);
-                        break 'scan;
-                    }
-                }
-                if batch.is_empty() {
-                    break;
-                }
-            }
-        }
-    }
-    Ok(cut)
 }
 
 fn copy_inputs(src: &dyn EventLog, dst: &dyn EventLog, cut: u64, progress: bool) -> Result<u64> {

@@ -46,6 +46,14 @@ pub struct RunArgs {
     /// benchmarks.
     #[arg(long)]
     pub ingest_batch: Option<usize>,
+    /// Serve the views over the Postgres wire protocol here (psql, Grafana, BI tools;
+    /// read-only, passwords are API tokens). Default from config `sql.pg_listen` (off).
+    #[arg(long)]
+    pub pg_listen: Option<SocketAddr>,
+    /// Serve the views over Arrow Flight SQL here (ADBC, pyarrow). Default from config
+    /// `sql.flight_listen` (off).
+    #[arg(long)]
+    pub flight_listen: Option<SocketAddr>,
     /// Directory with the built dashboard (defaults to queries/web/dist next to the binary's source).
     #[arg(long)]
     pub web_dir: Option<PathBuf>,
@@ -103,6 +111,7 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<()> {
             until_caught_up: args.until_caught_up,
             factory: None,
             views: serve_api,
+            history: true,
         },
     )?;
     if !serve_api {
@@ -115,6 +124,60 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<()> {
     api_cfg.web_dir = args.web_dir.clone().or_else(default_web_dir);
     let state =
         twinline_queries::api::ApiState::new(pipeline.views.clone(), pipeline.backend(), api_cfg)?;
+    twinline_sinks::history::register(
+        &state.engine,
+        pipeline.history.clone(),
+        pipeline.store.log_dyn(),
+        pipeline.store.codec.clone(),
+    )?;
+    let pg_listen = match args.pg_listen {
+        Some(a) => Some(a),
+        None if !cfg.sql.pg_listen.is_empty() => {
+            Some(cfg.sql.pg_listen.parse().context("sql.pg_listen")?)
+        }
+        None => None,
+    };
+    let flight_listen = match args.flight_listen {
+        Some(a) => Some(a),
+        None if !cfg.sql.flight_listen.is_empty() => {
+            Some(cfg.sql.flight_listen.parse().context("sql.flight_listen")?)
+        }
+        None => None,
+    };
+    let _pg = match pg_listen {
+        Some(addr) => {
+            let listener = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("binding {addr} (--pg-listen)"))?;
+            let server = twinline_queries::pg::PgServer::spawn(
+                listener,
+                &state.engine,
+                twinline_queries::pg::PgConfig {
+                    tokens: state.config.tokens.clone(),
+                    read_requires_token: state.config.read_requires_token,
+                },
+            )?;
+            info!(addr = %server.local_addr(), "Postgres wire protocol: psql -h {} -p {}", server.local_addr().ip(), server.local_addr().port());
+            Some(server)
+        }
+        None => None,
+    };
+    let _flight = match flight_listen {
+        Some(addr) => {
+            let listener = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("binding {addr} (--flight-listen)"))?;
+            let server = twinline_queries::flight::FlightServer::spawn(
+                listener,
+                &state.engine,
+                twinline_queries::flight::FlightConfig {
+                    tokens: state.config.tokens.clone(),
+                    read_requires_token: state.config.read_requires_token,
+                },
+            )?;
+            info!(addr = %server.local_addr(), "Arrow Flight SQL: grpc://{}", server.local_addr());
+            Some(server)
+        }
+        None => None,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

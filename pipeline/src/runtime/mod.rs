@@ -5,6 +5,7 @@
 //! the DataFusion views. Processors never see any of this (see `twinline_processors::Processor`).
 
 pub mod checkpoint;
+pub mod historyfeed;
 pub mod ingest;
 pub mod metrics;
 pub mod task;

@@ -211,7 +211,7 @@ impl ApiState {
 }
 
 /// Compares tokens without an early exit on the first differing byte (no timing oracle).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

@@ -11,8 +11,8 @@ use arrow::array::{
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use twinline_schemas::{
-    DeadLetterReason, MachineStatus, MaintenanceAction, Payload, ScheduleChange, SensorKind,
-    Source, Topic, TwinState, Urgency,
+    DeadLetterReason, JobEventKind, MachineEventKind, MachineStatus, MaintenanceAction, Payload,
+    ScheduleChange, SensorKind, Source, Topic, TwinState, Urgency,
 };
 
 use super::append::AppendRows;
@@ -607,5 +607,148 @@ impl AppendRows for ScheduleColumns {
             self.previous_start_time.append_option(m.previous_start);
         }
         c.moves.len()
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// inputs kept only in history: images (metadata, not pixels), machine_events, job_events
+// ------------------------------------------------------------------------------------------
+
+fn machine_event_symbol(k: MachineEventKind) -> &'static str {
+    match k {
+        MachineEventKind::CycleCompleted => "CYCLE_COMPLETED",
+        MachineEventKind::Fault => "FAULT",
+        MachineEventKind::MaintenanceStarted => "MAINTENANCE_STARTED",
+        MachineEventKind::MaintenanceFinished => "MAINTENANCE_FINISHED",
+        MachineEventKind::Heartbeat => "HEARTBEAT",
+    }
+}
+
+fn job_event_symbol(k: JobEventKind) -> &'static str {
+    match k {
+        JobEventKind::Submitted => "SUBMITTED",
+        JobEventKind::Started => "STARTED",
+        JobEventKind::Completed => "COMPLETED",
+        JobEventKind::Cancelled => "CANCELLED",
+    }
+}
+
+// `images`: one row per camera image, without the pixels (the log keeps those).
+columns! {
+    pub struct ImageColumns {
+        machine_id: StringBuilder => DataType::Utf8, false,
+        part_id: StringBuilder => DataType::Utf8, false,
+        media_type: StringBuilder => DataType::Utf8, false,
+        bytes: UInt64Builder => DataType::UInt64, false,
+        event_time: TimestampMillisecondBuilder => ts_type(), false,
+        request_id: StringBuilder => DataType::Utf8, true,
+        partition: Int32Builder => DataType::Int32, false,
+        offset: Int64Builder => DataType::Int64, false,
+    }
+}
+
+impl AppendRows for ImageColumns {
+    fn append(&mut self, event: &ViewEvent<'_>) -> usize {
+        let Payload::Image(i) = event.payload else {
+            return 0;
+        };
+        self.machine_id.append_value(&i.machine_id);
+        self.part_id.append_value(&i.part_id);
+        self.media_type.append_value(&i.media_type);
+        self.bytes.append_value(i.data.len() as u64);
+        self.event_time.append_value(i.event_time);
+        self.request_id.append_option(i.request_id.as_deref());
+        self.partition.append_value(partition_i32(event.partition));
+        self.offset.append_value(offset_i64(event.offset));
+        1
+    }
+}
+
+// `machine_events`: one row per controller event.
+columns! {
+    pub struct MachineEventColumns {
+        machine_id: StringBuilder => DataType::Utf8, false,
+        kind: StringBuilder => DataType::Utf8, false,
+        event_time: TimestampMillisecondBuilder => ts_type(), false,
+        job_id: StringBuilder => DataType::Utf8, true,
+        part_id: StringBuilder => DataType::Utf8, true,
+        cycle_time_ms: Int64Builder => DataType::Int64, true,
+        fault_code: StringBuilder => DataType::Utf8, true,
+        detail: StringBuilder => DataType::Utf8, true,
+        busy: BooleanBuilder => DataType::Boolean, true,
+        partition: Int32Builder => DataType::Int32, false,
+        offset: Int64Builder => DataType::Int64, false,
+    }
+}
+
+impl AppendRows for MachineEventColumns {
+    fn append(&mut self, event: &ViewEvent<'_>) -> usize {
+        let Payload::MachineEvent(m) = event.payload else {
+            return 0;
+        };
+        self.machine_id.append_value(&m.machine_id);
+        self.kind.append_value(machine_event_symbol(m.kind));
+        self.event_time.append_value(m.event_time);
+        self.job_id.append_option(m.job_id.as_deref());
+        self.part_id.append_option(m.part_id.as_deref());
+        self.cycle_time_ms.append_option(m.cycle_time_ms);
+        self.fault_code.append_option(m.fault_code.as_deref());
+        self.detail.append_option(m.detail.as_deref());
+        self.busy.append_option(m.busy);
+        self.partition.append_value(partition_i32(event.partition));
+        self.offset.append_value(offset_i64(event.offset));
+        1
+    }
+}
+
+// `job_events`: one row per job event; the operations' eligible machines as JSON.
+columns! {
+    pub struct JobEventColumns {
+        job_id: StringBuilder => DataType::Utf8, false,
+        kind: StringBuilder => DataType::Utf8, false,
+        event_time: TimestampMillisecondBuilder => ts_type(), false,
+        priority: Int32Builder => DataType::Int32, false,
+        due_date: TimestampMillisecondBuilder => ts_type(), true,
+        release_time: TimestampMillisecondBuilder => ts_type(), true,
+        operations: StringBuilder => DataType::Utf8, true,
+        operation_index: Int32Builder => DataType::Int32, true,
+        machine_id: StringBuilder => DataType::Utf8, true,
+        partition: Int32Builder => DataType::Int32, false,
+        offset: Int64Builder => DataType::Int64, false,
+    }
+}
+
+impl AppendRows for JobEventColumns {
+    fn append(&mut self, event: &ViewEvent<'_>) -> usize {
+        let Payload::JobEvent(j) = event.payload else {
+            return 0;
+        };
+        self.job_id.append_value(&j.job_id);
+        self.kind.append_value(job_event_symbol(j.kind));
+        self.event_time.append_value(j.event_time);
+        self.priority.append_value(j.priority);
+        self.due_date.append_option(j.due_date);
+        self.release_time.append_option(j.release_time);
+        if j.operations.is_empty() {
+            self.operations.append_null();
+        } else {
+            let ops: Vec<Vec<(&str, i64)>> = j
+                .operations
+                .iter()
+                .map(|o| {
+                    o.eligible
+                        .iter()
+                        .map(|e| (e.machine_id.as_str(), e.duration_ms))
+                        .collect()
+                })
+                .collect();
+            self.operations
+                .append_value(serde_json::to_string(&ops).unwrap_or_default());
+        }
+        self.operation_index.append_option(j.operation_index);
+        self.machine_id.append_option(j.machine_id.as_deref());
+        self.partition.append_value(partition_i32(event.partition));
+        self.offset.append_value(offset_i64(event.offset));
+        1
     }
 }

@@ -2,6 +2,8 @@
 
 mod api;
 mod common;
+mod flight;
+mod pg;
 mod sql;
 mod views;
 mod ws;
