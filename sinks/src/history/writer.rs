@@ -339,12 +339,7 @@ impl HistoryWriter {
         if stats.files == 0 {
             return Ok(stats);
         }
-        next.files.retain(|f| !replaced.contains(&f.path));
-        next.pending_deletes.extend(replaced.iter().cloned());
-        self.store_commit(next)?;
-        let deadline = Instant::now() + self.config.delete_grace;
-        self.deletes
-            .extend(replaced.into_iter().map(|p| (p, deadline)));
+        self.retire(next, replaced)?;
         stats.elapsed = started.elapsed();
         info!(
             files = stats.files,
@@ -375,15 +370,21 @@ impl HistoryWriter {
         if dropped.is_empty() {
             return Ok(());
         }
-        let mut next = (*manifest).clone();
-        let gone: HashSet<&String> = dropped.iter().collect();
-        next.files.retain(|f| !gone.contains(&f.path));
-        next.pending_deletes.extend(dropped.iter().cloned());
+        let files = dropped.len();
+        self.retire((*manifest).clone(), dropped.into_iter().collect())?;
+        info!(files, before = %cutoff, "history retention dropped old dates");
+        Ok(())
+    }
+
+    /// Commits `next` without the `retired` files and schedules their deletion after the grace
+    /// period (recorded in the manifest too, so a restart still deletes them).
+    fn retire(&mut self, mut next: Manifest, retired: HashSet<String>) -> Result<(), HistoryError> {
+        next.files.retain(|f| !retired.contains(&f.path));
+        next.pending_deletes.extend(retired.iter().cloned());
         self.store_commit(next)?;
-        info!(files = dropped.len(), before = %cutoff, "history retention dropped old dates");
         let deadline = Instant::now() + self.config.delete_grace;
         self.deletes
-            .extend(dropped.into_iter().map(|p| (p, deadline)));
+            .extend(retired.into_iter().map(|p| (p, deadline)));
         Ok(())
     }
 
