@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod flight;
+mod functions;
 pub mod pg;
 pub mod sql;
 pub mod time;

@@ -372,6 +372,7 @@ fn base_context(views: &Arc<Views>, config: &QueryConfig) -> Result<SessionConte
         .with_physical_optimizer_rule(Arc::new(YieldEverywhere))
         .build();
     let ctx = SessionContext::new_with_state(state);
+    ctx.register_udf(crate::functions::date_trunc_udf());
     let schema_name = ctx
         .state()
         .config()
