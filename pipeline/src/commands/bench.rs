@@ -9,6 +9,9 @@
 //! - vision (`--vision`, see `bench_vision`): the defect model, bare ONNX Runtime loop vs the
 //!   vision processor, images/s and latency per batch size.
 //!
+//! - history (`--history`): Parquet history write (flush) and compaction throughput, rows/s
+//!   and MB/s (`twinline_sinks::history::bench`, also `cargo bench -p twinline-sinks`).
+//!
 //! - read API (see `bench_api`): `GET /api/v1/digital-twin/state` requests/s and p99 at 200
 //!   connections with `wrk`, and WebSocket fan-out, both against a live plant.
 
@@ -77,6 +80,12 @@ pub struct BenchArgs {
     /// Vision: ONNX Runtime intra-op thread counts (the pipeline uses 1 per partition task).
     #[arg(long, value_delimiter = ',', default_value = "1,2")]
     pub vision_threads: Vec<usize>,
+    /// Only the history figures (Parquet flush and compaction throughput).
+    #[arg(long)]
+    pub history: bool,
+    /// History: sensor readings written (50 machines, 16 flushes, then one compaction).
+    #[arg(long, default_value_t = 4_000_000)]
+    pub history_rows: usize,
 }
 
 pub fn run(mut cfg: Config, args: BenchArgs) -> Result<()> {
@@ -89,6 +98,16 @@ pub fn run(mut cfg: Config, args: BenchArgs) -> Result<()> {
                 threads: args.vision_threads.clone(),
             },
         );
+    }
+    if args.history {
+        let tmp = tempfile_dir(args.dir.clone())?;
+        let t = twinline_sinks::history::bench::throughput(&tmp, args.history_rows, 50, 16)
+            .context("history benchmark")?;
+        print!("{}", t.table());
+        if args.dir.is_none() {
+            std::fs::remove_dir_all(&tmp).ok();
+        }
+        return Ok(());
     }
     let tmp = tempfile_dir(args.dir.clone())?;
     cfg.log.fsync = crate::config::FsyncMode::Interval;

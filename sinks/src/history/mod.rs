@@ -5,6 +5,7 @@
 //! point-in-time table functions (`twin_state_at`) answered from the history and the log.
 
 mod at;
+pub mod bench;
 mod rows;
 mod store;
 mod table;

@@ -76,7 +76,8 @@ pub struct WriteStats {
 pub struct HistoryWriter {
     store: Arc<HistoryStore>,
     config: HistoryConfig,
-    groups: HashMap<(Topic, String, String), Group>,
+    /// Buffered rows by (topic, UTC day number) and machine: looked up without allocating.
+    groups: HashMap<(Topic, i64), HashMap<String, Group>>,
     buffered_rows: usize,
     /// Read positions (`<topic>/<partition>` → next offset) of everything buffered.
     positions: BTreeMap<String, u64>,
@@ -139,20 +140,30 @@ impl HistoryWriter {
         payload: &Payload,
     ) {
         let t = payload.event_time();
-        let date = date_of(t);
         let machine = machine_of(payload);
-        let key = (topic, date, machine.to_string());
         let cap = self.config.flush_rows.clamp(1, 64 * 1024);
-        let group = self.groups.entry(key).or_insert_with(|| Group {
-            rows: new_rows(topic, cap.min(4096)),
-            count: 0,
-            min_time: i64::MAX,
-            max_time: i64::MIN,
-            min_origin: u64::MAX,
-            max_origin: 0,
-            min_offset: u64::MAX,
-            max_offset: 0,
-        });
+        let by_machine = self
+            .groups
+            .entry((topic, t.div_euclid(DAY_MS)))
+            .or_default();
+        if !by_machine.contains_key(machine) {
+            by_machine.insert(
+                machine.to_string(),
+                Group {
+                    rows: new_rows(topic, cap.min(4096)),
+                    count: 0,
+                    min_time: i64::MAX,
+                    max_time: i64::MIN,
+                    min_origin: u64::MAX,
+                    max_origin: 0,
+                    min_offset: u64::MAX,
+                    max_offset: 0,
+                },
+            );
+        }
+        let Some(group) = by_machine.get_mut(machine) else {
+            return;
+        };
         let event = ViewEvent {
             topic,
             partition,
@@ -216,7 +227,16 @@ impl HistoryWriter {
             return Ok(WriteStats::default());
         }
         let mut stats = WriteStats::default();
-        let mut groups: Vec<_> = self.groups.drain().collect();
+        let mut groups: Vec<_> = self
+            .groups
+            .drain()
+            .flat_map(|((topic, day), machines)| {
+                let date = date_of(day * DAY_MS);
+                machines
+                    .into_iter()
+                    .map(move |(machine, g)| ((topic, date.clone(), machine), g))
+            })
+            .collect();
         // Deterministic file numbering for the same buffer content.
         groups.sort_by(|a, b| {
             (a.0 .0.name(), &a.0 .1, &a.0 .2).cmp(&(b.0 .0.name(), &b.0 .1, &b.0 .2))
