@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from generate import make_split
+from generate import RANDOMISATION, make_split
 from preprocess import CLASS_NAMES, INPUT_SIZE, batch_u8_to_tensor
 
 HERE = Path(__file__).resolve().parent
@@ -22,7 +22,9 @@ N_TRAIN, N_VAL, N_TEST = 36_000, 3_000, 6_000
 def split_data(split: str, n: int):
     """(images u8 [n,64,64], class ids, bboxes [n,4] NaN for none, background ids); cached."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    f = CACHE / f"{split}_{n}.npz"
+    proc, dist = RANDOMISATION.get(split, (0.0, 0.0))
+    suffix = f"_p{proc}_d{dist}" if (proc, dist) != (0.0, 0.0) else ""
+    f = CACHE / f"{split}_{n}{suffix}.npz"
     if f.exists():
         z = np.load(f)
         return z["images"], z["cls"], z["box"], z["bg"]

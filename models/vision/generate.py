@@ -86,6 +86,12 @@ CHUNK = 600
 
 
 def skimage_data_dir() -> Path:
+    """scikit-image's sample-data folder; TWINLINE_SKIMAGE_DATA points elsewhere (a copy of the
+    same files, for machines whose scikit-image differs)."""
+    import os
+
+    if os.environ.get("TWINLINE_SKIMAGE_DATA"):
+        return Path(os.environ["TWINLINE_SKIMAGE_DATA"])
     import skimage
 
     return Path(skimage.__file__).parent / "data"
@@ -266,6 +272,166 @@ def _contamination(img, rng):
     return out, alpha_total
 
 
+# ----------------------------------------------------------------------------- domain randomisation
+# Training-split only (RANDOMISATION below): surfaces that are not photographs, and structures on the
+# surface that are not defects. The test split's photographs are never seen in training, so the
+# model has to learn "what a defect looks like on any surface", not "what these 8 photos look like".
+
+
+def _norm01(a: np.ndarray) -> np.ndarray:
+    lo, hi = float(a.min()), float(a.max())
+    return ((a - lo) / max(hi - lo, 1e-6)).astype(np.float32)
+
+
+def _fbm(rng, size: int, sigmas, persistence: float) -> np.ndarray:
+    """Fractal noise: white noise low-passed at several scales, coarse scales weighted most."""
+    from scipy.ndimage import gaussian_filter
+
+    out = np.zeros((size, size), dtype=np.float32)
+    amp = 1.0
+    for s in sigmas:
+        layer = gaussian_filter(rng.normal(size=(size, size)).astype(np.float32), s, mode="wrap")
+        out += amp * layer / max(float(layer.std()), 1e-6)
+        amp *= persistence
+    return out
+
+
+def _procedural_surface(rng) -> tuple[np.ndarray, str]:
+    """One procedural 64x64 surface in 0..1 and its kind: cast/sand-blasted metal (fractal noise),
+    brushed metal (anisotropic noise), turned or milled metal (concentric or parallel tool marks),
+    knurled/woven (crossed gratings), wood-like grain (warped stripes)."""
+    from scipy.ndimage import gaussian_filter, rotate
+
+    kind = ("cast", "brushed", "turned", "knurled", "grain")[int(rng.integers(0, 5))]
+    shade = _fbm(rng, SIZE, (24, 12), 0.5)  # low-frequency illumination / colour variation
+    if kind == "cast":
+        n = int(rng.integers(3, 6))
+        tex = _fbm(rng, SIZE, (16, 8, 4, 2, 1, 0.5)[-n:], rng.uniform(0.5, 1.1))
+    elif kind == "brushed":
+        big = rng.normal(size=(2 * SIZE, 2 * SIZE)).astype(np.float32)
+        big = gaussian_filter(big, (rng.uniform(0.4, 1.0), rng.uniform(5, 25)), mode="wrap")
+        big = rotate(big, rng.uniform(0, 180), reshape=False, order=1, mode="wrap")
+        tex = big[SIZE // 2 : SIZE // 2 + SIZE, SIZE // 2 : SIZE // 2 + SIZE]
+        tex = tex / max(float(tex.std()), 1e-6)
+    elif kind == "turned":
+        period = rng.uniform(1.6, 6.0)
+        if rng.random() < 0.5:  # turning: rings around a centre far off the crop
+            ang = rng.uniform(0, 2 * np.pi)
+            dist = rng.uniform(40, 400)
+            cx, cy = SIZE / 2 + dist * np.cos(ang), SIZE / 2 + dist * np.sin(ang)
+            coord = np.sqrt((_XX - cx) ** 2 + (_YY - cy) ** 2)
+        else:  # milling / grinding: parallel marks
+            th = rng.uniform(0, np.pi)
+            coord = _XX * np.cos(th) + _YY * np.sin(th)
+        tex = np.sin(2 * np.pi * coord / period + 0.8 * _fbm(rng, SIZE, (6, 3), 0.5))
+        tex = tex + rng.uniform(0.2, 0.8) * _fbm(rng, SIZE, (1.0, 0.5), 0.7)
+    elif kind == "knurled":
+        th = rng.uniform(0, np.pi)
+        d = rng.uniform(np.pi / 4, np.pi / 2)
+        p1, p2 = rng.uniform(3.0, 9.0, size=2)
+        a = _XX * np.cos(th) + _YY * np.sin(th)
+        b = _XX * np.cos(th + d) + _YY * np.sin(th + d)
+        tex = np.sin(2 * np.pi * a / p1) + np.sin(2 * np.pi * b / p2)
+        tex = tex + rng.uniform(0.2, 0.8) * _fbm(rng, SIZE, (1.0, 0.5), 0.7)
+    else:  # grain
+        th = rng.uniform(0, np.pi)
+        coord = _XX * np.cos(th) + _YY * np.sin(th)
+        warp = rng.uniform(2, 8) * _fbm(rng, SIZE, (12, 6), 0.5)
+        tex = np.sin(2 * np.pi * (coord + warp) / rng.uniform(3, 10))
+        tex = tex + rng.uniform(0.2, 0.6) * _fbm(rng, SIZE, (1.5, 0.7), 0.6)
+    s = _norm01(tex) * rng.uniform(0.3, 1.0) + _norm01(shade) * rng.uniform(0.0, 0.5)
+    return _norm01(s), "procedural_" + kind
+
+
+def _distractors(img, rng) -> np.ndarray:
+    """1-3 structures that belong to the part, not defects: embossed discs (bolts, bosses; larger
+    and harder-edged than holes and stains), arrays of round features (rivet rows, bolt circles,
+    perforated or dimpled sheet, pads), panel seams / steps, bars and labels, illumination
+    gradients."""
+    out = img.copy()
+    for _ in range(int(rng.integers(1, 4))):
+        kind = ("disc", "array", "step", "bar", "light")[int(rng.choice(5, p=(0.2, 0.35, 0.15, 0.15, 0.15)))]
+        if kind == "array":
+            out = _disc_array(out, rng)
+        elif kind == "disc":
+            r = rng.uniform(8, 30)
+            cx, cy = rng.uniform(-r / 2, SIZE + r / 2, size=2)
+            x, y = _XX - cx, _YY - cy
+            rad = np.sqrt(x**2 + y**2)
+            inside = np.clip(r + 0.5 - rad, 0.0, 1.0)
+            fill = np.clip(out * rng.uniform(0.5, 1.5) + rng.uniform(-0.25, 0.25)
+                           + 0.08 * _fbm(rng, SIZE, (2, 1), 0.6), 0, 1)
+            out = _blend(out, inside, fill)
+            light = rng.uniform(0, 2 * np.pi)
+            facing = (x * np.cos(light) + y * np.sin(light)) / np.maximum(rad, 1e-3)
+            w = rng.uniform(0.8, 2.5)
+            rim = np.clip(1.0 - np.abs(rad - r + w) / w, 0, 1) * rng.uniform(0.2, 0.6)
+            out = _blend(out, rim * np.clip(facing, 0, 1), 1.0)
+            out = _blend(out, rim * np.clip(-facing, 0, 1), 0.0)
+        elif kind == "step":
+            th = rng.uniform(0, 2 * np.pi)
+            off = rng.uniform(-20, 20)
+            d = (_XX - SIZE / 2) * np.cos(th) + (_YY - SIZE / 2) * np.sin(th) - off
+            side = np.clip(d / rng.uniform(0.5, 2.0) + 0.5, 0, 1)
+            out = out + side * rng.uniform(-0.2, 0.2)
+            if rng.random() < 0.5:  # seam groove along the whole edge
+                out = _blend(out, np.clip(1.2 - np.abs(d), 0, 1) * rng.uniform(0.3, 0.7), rng.uniform(0.0, 0.3))
+        elif kind == "bar":
+            w, h = rng.uniform(6, 40, size=2)
+            cx, cy = rng.uniform(0, SIZE, size=2)
+            th = rng.uniform(0, np.pi)
+            u = (_XX - cx) * np.cos(th) + (_YY - cy) * np.sin(th)
+            v = -(_XX - cx) * np.sin(th) + (_YY - cy) * np.cos(th)
+            inside = np.clip(w / 2 + 0.5 - np.abs(u), 0, 1) * np.clip(h / 2 + 0.5 - np.abs(v), 0, 1)
+            out = _blend(out, inside, np.clip(out * rng.uniform(0.6, 1.4) + rng.uniform(-0.2, 0.2), 0, 1))
+        else:
+            th = rng.uniform(0, 2 * np.pi)
+            ramp = ((_XX - SIZE / 2) * np.cos(th) + (_YY - SIZE / 2) * np.sin(th)) / SIZE
+            out = out * (1.0 + rng.uniform(-0.5, 0.5) * ramp)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def _disc_array(img, rng) -> np.ndarray:
+    """A jittered lattice of similar textured discs (radius 4-14 px), mostly raised and lit,
+    sometimes recessed and dark, with some missing; each disc shaded from one light direction."""
+    out = img
+    r0 = rng.uniform(4, 14)
+    pitch = 2 * r0 * rng.uniform(1.1, 1.9)
+    th = rng.uniform(0, np.pi)
+    u = np.array([np.cos(th), np.sin(th)]) * pitch
+    v = np.array([-np.sin(th), np.cos(th)]) * pitch * rng.uniform(0.9, 1.3)
+    origin = rng.uniform(0, pitch, size=2)
+    bright = rng.random() < 0.7
+    gain = rng.uniform(1.0, 1.6) if bright else rng.uniform(0.3, 0.8)
+    offset = rng.uniform(0.0, 0.3) if bright else rng.uniform(-0.3, 0.0)
+    texture = rng.uniform(0.02, 0.15) * _fbm(rng, SIZE, (1.5, 0.7), 0.6)
+    light = rng.uniform(0, 2 * np.pi)
+    soft = rng.uniform(0.5, 2.0)
+    keep = rng.uniform(0.7, 1.0)
+    n = int(np.ceil(SIZE * 1.5 / pitch)) + 1
+    for i in range(-n, n + 1):
+        for j in range(-n, n + 1):
+            c = origin + i * u + j * v + rng.normal(0, 0.06 * pitch, size=2)
+            r = r0 * rng.uniform(0.85, 1.15)
+            if not (-r < c[0] < SIZE + r and -r < c[1] < SIZE + r) or rng.random() > keep:
+                continue
+            sy, sx = _window(c[0], c[0], c[1], c[1], r + 3)
+            x, y = _XX[sy, sx] - c[0], _YY[sy, sx] - c[1]
+            rad = np.sqrt(x**2 + y**2)
+            inside = np.clip((r - rad) / soft + 0.5, 0.0, 1.0)
+            facing = (x * np.cos(light) + y * np.sin(light)) / np.maximum(rad, 1e-3)
+            shade = 1.0 + (0.25 if bright else -0.25) * facing * np.clip(rad / r, 0, 1)
+            fill = np.clip((out[sy, sx] * gain + offset + texture[sy, sx]) * shade, 0, 1)
+            out = out.copy() if out is img else out
+            out[sy, sx] = _blend(out[sy, sx], inside, fill)
+    return out
+
+
+# (share of images on procedural surfaces, probability of distractors on a surface) per split.
+# Only training uses them: validation, test and the simulator set stay plain photographs.
+RANDOMISATION: dict[str, tuple[float, float]] = {"train": (0.0, 0.5)}  # chosen in domain_experiment.json
+
+
 RENDERERS = {
     "scratch": _scratch,
     "crack": _crack,
@@ -278,7 +444,22 @@ RENDERERS = {
 # ----------------------------------------------------------------------------- surface + sensor
 
 
-def _surface(rng, names: list[str]) -> tuple[np.ndarray, str]:
+def _surface(rng, names: list[str], procedural: float = 0.0, distractors: float = 0.0) -> tuple[np.ndarray, str]:
+    # the extra draws happen only when randomisation is on, so plain splits keep their exact stream
+    if procedural > 0 and rng.random() < procedural:
+        s, name = _procedural_surface(rng)
+        s = np.clip(s, 0, 1) ** rng.uniform(0.7, 1.4)
+    else:
+        s, name = _photo_surface(rng, names)
+    mean = s.mean()
+    s = (s - mean) * rng.uniform(0.6, 1.2) + np.clip(mean + rng.uniform(-0.12, 0.12), 0.25, 0.8)
+    s = np.clip(s, 0.0, 1.0).astype(np.float32)
+    if distractors > 0 and rng.random() < distractors:
+        s = _distractors(s, rng)
+    return s, name
+
+
+def _photo_surface(rng, names: list[str]) -> tuple[np.ndarray, str]:
     name = names[rng.integers(0, len(names))]
     bg = load_background(name)
     h, w = bg.shape
@@ -293,9 +474,7 @@ def _surface(rng, names: list[str]) -> tuple[np.ndarray, str]:
     if rng.random() < 0.5:
         s = s[:, ::-1]
     s = np.clip(s, 0, 1) ** rng.uniform(0.7, 1.4)
-    mean = s.mean()
-    s = (s - mean) * rng.uniform(0.6, 1.2) + np.clip(mean + rng.uniform(-0.12, 0.12), 0.25, 0.8)
-    return np.clip(s, 0.0, 1.0).astype(np.float32), name
+    return s, name
 
 
 def _sensor(img, rng) -> np.ndarray:
@@ -315,8 +494,9 @@ def _bbox(alpha: np.ndarray) -> list[float] | None:
     return [x0 / SIZE, y0 / SIZE, (x1 - x0) / SIZE, (y1 - y0) / SIZE]
 
 
-def generate(seed: int, backgrounds: list[str], n: int) -> tuple[np.ndarray, list[dict]]:
-    """n images (uint8 [n, 64, 64]) and labels; deterministic for (seed, backgrounds, n)."""
+def generate(seed: int, backgrounds: list[str], n: int, procedural: float = 0.0,
+             distractors: float = 0.0) -> tuple[np.ndarray, list[dict]]:
+    """n images (uint8 [n, 64, 64]) and labels; deterministic for the arguments."""
     rng = np.random.default_rng(seed)
     classes = np.resize(np.arange(len(CLASS_NAMES)), n)
     rng.shuffle(classes)
@@ -325,7 +505,7 @@ def generate(seed: int, backgrounds: list[str], n: int) -> tuple[np.ndarray, lis
     for i, cid in enumerate(classes):
         name = CLASS_NAMES[int(cid)]
         while True:
-            surface, bg_name = _surface(rng, backgrounds)
+            surface, bg_name = _surface(rng, backgrounds, procedural, distractors)
             if name == "none":
                 img, bbox = surface, None
                 break
@@ -342,12 +522,16 @@ def generate(seed: int, backgrounds: list[str], n: int) -> tuple[np.ndarray, lis
     return images, labels
 
 
-def make_split(split: str, n: int, workers: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def make_split(split: str, n: int, workers: int = 4, randomisation: tuple[float, float] | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """images uint8 [n,64,64], class ids int64 [n], bboxes float32 [n,4] (NaN for none),
-    background ids int64 [n] (index into BACKGROUNDS order)."""
+    background ids int64 [n] (index into BACKGROUNDS order; -1 for a procedural surface).
+    `randomisation` overrides RANDOMISATION[split] (experiments)."""
     names = SPLITS[split]
     order = list(BACKGROUNDS)
-    jobs = [(SEED_BASE[split] + k, names, min(CHUNK, n - k * CHUNK)) for k in range((n + CHUNK - 1) // CHUNK)]
+    proc, dist = randomisation if randomisation is not None else RANDOMISATION.get(split, (0.0, 0.0))
+    jobs = [(SEED_BASE[split] + k, names, min(CHUNK, n - k * CHUNK), proc, dist)
+            for k in range((n + CHUNK - 1) // CHUNK)]
     # chunks are independent (one seed each), so a process pool gives the same result as a loop
     if len(jobs) > 1 and workers > 1:
         from multiprocessing import Pool
@@ -362,7 +546,8 @@ def make_split(split: str, n: int, workers: int = 4) -> tuple[np.ndarray, np.nda
         labels.extend(lb)
     cls = np.array([lb["class_id"] for lb in labels], dtype=np.int64)
     box = np.array([lb["bbox"] if lb["bbox"] is not None else [np.nan] * 4 for lb in labels], dtype=np.float32)
-    bgs = np.array([order.index(lb["background"]) for lb in labels], dtype=np.int64)
+    bgs = np.array([order.index(lb["background"]) if lb["background"] in order else -1 for lb in labels],
+                   dtype=np.int64)
     return np.concatenate(imgs), cls, box, bgs
 
 

@@ -25,16 +25,17 @@ BOX_WEIGHT = 5.0
 
 
 def augment(x: torch.Tensor, box: torch.Tensor, gen: torch.Generator):
-    """Random per-sample horizontal flip, vertical flip and 90-degree rotation, boxes moved along."""
+    """Random per-sample horizontal flip, vertical flip and 90-degree rotation, boxes moved along.
+    The random draws come from `gen` (CPU), so the sequence is the same on every device."""
     n = x.shape[0]
     box = box.clone()
-    hf = torch.rand(n, generator=gen) < 0.5
+    hf = (torch.rand(n, generator=gen) < 0.5).to(x.device)
     x[hf] = x[hf].flip(3)
     box[hf, 0] = 1 - box[hf, 0] - box[hf, 2]
-    vf = torch.rand(n, generator=gen) < 0.5
+    vf = (torch.rand(n, generator=gen) < 0.5).to(x.device)
     x[vf] = x[vf].flip(2)
     box[vf, 1] = 1 - box[vf, 1] - box[vf, 3]
-    rot = torch.rand(n, generator=gen) < 0.5
+    rot = (torch.rand(n, generator=gen) < 0.5).to(x.device)
     # rot90 counter-clockwise: pixel (row r, col c) -> (W-1-c, r)
     x[rot] = torch.rot90(x[rot], 1, dims=(2, 3))
     bx, by, bw, bh = box[rot].unbind(1)
@@ -42,31 +43,35 @@ def augment(x: torch.Tensor, box: torch.Tensor, gen: torch.Generator):
     return x, box
 
 
-def evaluate_torch(model, images, cls, box) -> dict:
+def predict_torch(model, images, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     model.eval()
     probs, boxes = [], []
     with torch.no_grad():
         for i in range(0, len(images), 512):
-            p, b = model(torch.from_numpy(batch_u8_to_tensor(images[i : i + 512])))
-            probs.append(p.numpy())
-            boxes.append(b.numpy())
-    return compute(np.concatenate(probs), np.concatenate(boxes), cls, box)
+            p, b = model(torch.from_numpy(batch_u8_to_tensor(images[i : i + 512])).to(device))
+            probs.append(p.cpu().numpy())
+            boxes.append(b.cpu().numpy())
+    return np.concatenate(probs), np.concatenate(boxes)
 
 
-def train(arch: str, epochs: int, n_train: int, seed: int = 0, lr: float = 3e-3, batch: int = 128, log=print):
+def evaluate_torch(model, images, cls, box, device: str = "cpu") -> dict:
+    return compute(*predict_torch(model, images, device), cls, box)
+
+
+def fit(arch: str, epochs: int, train_data, val_data, seed: int = 0, lr: float = 3e-3, batch: int = 128,
+        device: str = "cpu", log=print):
+    """Train `arch` on (images u8, class ids, boxes) and keep the epoch with the best validation
+    macro F1 + 0.1 x mean IoU. Returns (model on the CPU, per-epoch history, training seconds)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    t0 = time.time()
-    tr_img, tr_cls, tr_box, _ = split_data("train", N_TRAIN)
-    va_img, va_cls, va_box, _ = split_data("val", N_VAL)
-    tr_img, tr_cls, tr_box = tr_img[:n_train], tr_cls[:n_train], tr_box[:n_train]
-    log(f"data ready in {time.time() - t0:.1f}s: train {len(tr_img)}, val {len(va_img)}")
-    x_all = torch.from_numpy(batch_u8_to_tensor(tr_img))
-    y_all = torch.from_numpy(tr_cls)
-    has_box = torch.from_numpy(~np.isnan(tr_box[:, 0]))
-    b_all = torch.from_numpy(np.nan_to_num(tr_box, nan=0.0))
+    tr_img, tr_cls, tr_box = train_data
+    va_img, va_cls, va_box = val_data
+    x_all = torch.from_numpy(batch_u8_to_tensor(tr_img)).to(device)
+    y_all = torch.from_numpy(tr_cls).to(device)
+    has_box = torch.from_numpy(~np.isnan(tr_box[:, 0])).to(device)
+    b_all = torch.from_numpy(np.nan_to_num(tr_box, nan=0.0)).to(device)
 
-    model = build(arch)
+    model = build(arch).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * ((len(x_all) + batch - 1) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
@@ -75,7 +80,7 @@ def train(arch: str, epochs: int, n_train: int, seed: int = 0, lr: float = 3e-3,
     t_train = time.time()
     for ep in range(epochs):
         model.train()
-        perm = torch.randperm(len(x_all), generator=gen)
+        perm = torch.randperm(len(x_all), generator=gen).to(device)
         tot, nb, te = 0.0, 0, time.time()
         for i in range(0, len(perm), batch):
             idx = perm[i : i + batch]
@@ -91,15 +96,25 @@ def train(arch: str, epochs: int, n_train: int, seed: int = 0, lr: float = 3e-3,
             sched.step()
             tot += loss.item()
             nb += 1
-        val = evaluate_torch(model, va_img, va_cls, va_box)
+        val = evaluate_torch(model, va_img, va_cls, va_box, device)
         score = val["macro_f1_defects"] + 0.1 * val["mean_iou"]
         history.append({"epoch": ep + 1, "loss": tot / nb, "seconds": time.time() - te, **{k: val[k] for k in ("accuracy", "macro_f1_defects", "auroc", "mean_iou")}})
         log(json.dumps(history[-1]))
         if score > best:
-            best, best_state = score, {k: v.clone() for k, v in model.state_dict().items()}
+            best, best_state = score, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    model = model.cpu()
     model.load_state_dict(best_state)
     model.eval()
     return model, history, time.time() - t_train
+
+
+def train(arch: str, epochs: int, n_train: int, seed: int = 0, lr: float = 3e-3, batch: int = 128, log=print):
+    t0 = time.time()
+    tr_img, tr_cls, tr_box, _ = split_data("train", N_TRAIN)
+    va_img, va_cls, va_box, _ = split_data("val", N_VAL)
+    tr = (tr_img[:n_train], tr_cls[:n_train], tr_box[:n_train])
+    log(f"data ready in {time.time() - t0:.1f}s: train {len(tr[0])}, val {len(va_img)}")
+    return fit(arch, epochs, tr, (va_img, va_cls, va_box), seed=seed, lr=lr, batch=batch, log=log)
 
 
 def compare(args) -> None:
