@@ -393,7 +393,8 @@ def _distractors(img, rng) -> np.ndarray:
 
 def _disc_array(img, rng) -> np.ndarray:
     """A jittered lattice of similar textured discs (radius 4-14 px), mostly raised and lit,
-    sometimes recessed and dark, with some missing; each disc shaded from one light direction."""
+    sometimes recessed and dark, with some missing; each disc shaded from one light direction.
+    Draws into `img` (the caller's copy) and returns it."""
     out = img
     r0 = rng.uniform(4, 14)
     pitch = 2 * r0 * rng.uniform(1.1, 1.9)
@@ -422,7 +423,6 @@ def _disc_array(img, rng) -> np.ndarray:
             facing = (x * np.cos(light) + y * np.sin(light)) / np.maximum(rad, 1e-3)
             shade = 1.0 + (0.25 if bright else -0.25) * facing * np.clip(rad / r, 0, 1)
             fill = np.clip((out[sy, sx] * gain + offset + texture[sy, sx]) * shade, 0, 1)
-            out = out.copy() if out is img else out
             out[sy, sx] = _blend(out[sy, sx], inside, fill)
     return out
 

@@ -77,7 +77,7 @@ use futures::stream::{self, Stream, StreamExt};
 use tracing::{debug, info, warn, Instrument};
 
 use crate::api::{constant_time_eq, ApiToken, Role};
-use crate::sql::{check_sql_statement, read_only, QueryEngine, QueryError};
+use crate::sql::{check_sql_statement, default_catalog, read_only, QueryEngine, QueryError};
 
 /// The parsed statement `datafusion-postgres` keeps per prepared statement: the SQL text and,
 /// unless it was empty, the statement and its plan.
@@ -280,13 +280,7 @@ impl PgWireServerHandlers for PgHandlers {
 /// plus `pg_catalog` and the few functions clients call that DataFusion lacks.
 fn pg_context(engine: &QueryEngine) -> Result<SessionContext, QueryError> {
     let ctx = engine.new_context()?;
-    let catalog = ctx
-        .state()
-        .config()
-        .options()
-        .catalog
-        .default_catalog
-        .clone();
+    let catalog = default_catalog(&ctx);
     setup_pg_catalog(&ctx, &catalog, EmptyContextProvider)
         .map_err(|e| QueryError::Internal(format!("cannot set up pg_catalog: {e}")))?;
     ctx.register_udf(version_udf());

@@ -384,18 +384,22 @@ fn base_context(views: &Arc<Views>, config: &QueryConfig) -> Result<SessionConte
     Ok(ctx)
 }
 
+/// The session's default catalog (`datafusion` unless configured).
+pub(crate) fn default_catalog(ctx: &SessionContext) -> String {
+    ctx.state()
+        .config()
+        .options()
+        .catalog
+        .default_catalog
+        .clone()
+}
+
 fn register_schema(
     ctx: &SessionContext,
     name: &str,
     schema: Arc<dyn SchemaProvider>,
 ) -> Result<(), QueryError> {
-    let catalog_name = ctx
-        .state()
-        .config()
-        .options()
-        .catalog
-        .default_catalog
-        .clone();
+    let catalog_name = default_catalog(ctx);
     let catalog = ctx
         .catalog(&catalog_name)
         .ok_or_else(|| QueryError::Internal(format!("no default catalog {catalog_name}")))?;

@@ -44,6 +44,28 @@ fn manifest(data: &Path) -> Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
+/// `twinline run --simulate --fast --until-caught-up` of a plant of `machines` machines for
+/// `duration` of plant time, with extra environment.
+fn simulate(data: &str, machines: &str, duration: &str, seed: &str, env: &[(&str, &str)]) {
+    twinline_env(
+        &[
+            "run",
+            "--data",
+            data,
+            "--simulate",
+            "--fast",
+            "--machines",
+            machines,
+            "--duration",
+            duration,
+            "--seed",
+            seed,
+            "--until-caught-up",
+        ],
+        env,
+    );
+}
+
 fn replay_twin_state(data: &Path, out: &Path, until: &str) -> Vec<Value> {
     twinline(&[
         "replay",
@@ -64,23 +86,7 @@ fn history_holds_every_record_and_point_in_time_equals_replay() {
     let d = data.to_str().unwrap();
     // 4 hours of plant time with the history on, then 2 more with it off: the history reaches
     // the first part, only the log holds the second.
-    twinline_env(
-        &[
-            "run",
-            "--data",
-            d,
-            "--simulate",
-            "--fast",
-            "--machines",
-            "6",
-            "--duration",
-            "4h",
-            "--seed",
-            "3",
-            "--until-caught-up",
-        ],
-        &SMALL_FLUSHES,
-    );
+    simulate(d, "6", "4h", "3", &SMALL_FLUSHES);
     let m = manifest(&data);
     let files = m["files"].as_array().unwrap();
     assert!(files.len() > 10, "only {} history files", files.len());
@@ -133,23 +139,7 @@ fn history_holds_every_record_and_point_in_time_equals_replay() {
     assert!(pruned > 0);
     assert_eq!(pruned, full);
 
-    twinline_env(
-        &[
-            "run",
-            "--data",
-            d,
-            "--simulate",
-            "--fast",
-            "--machines",
-            "6",
-            "--duration",
-            "6h",
-            "--seed",
-            "3",
-            "--until-caught-up",
-        ],
-        &[("TWINLINE_HISTORY__ENABLED", "false")],
-    );
+    simulate(d, "6", "6h", "3", &[("TWINLINE_HISTORY__ENABLED", "false")]);
     let tail = count(&data, "SELECT count(*) AS n FROM twin_state_history")
         - count(&data, "SELECT count(*) AS n FROM history.twin_state");
     assert!(
@@ -190,23 +180,7 @@ fn interrupted_flush_leaves_no_trace_and_resumes() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let d = data.to_str().unwrap();
-    twinline_env(
-        &[
-            "run",
-            "--data",
-            d,
-            "--simulate",
-            "--fast",
-            "--machines",
-            "3",
-            "--duration",
-            "1h",
-            "--seed",
-            "8",
-            "--until-caught-up",
-        ],
-        &SMALL_FLUSHES,
-    );
+    simulate(d, "3", "1h", "8", &SMALL_FLUSHES);
     // A file a crashed flush wrote but never committed.
     let orphan_dir = data
         .join("history")
@@ -217,23 +191,7 @@ fn interrupted_flush_leaves_no_trace_and_resumes() {
     let orphan = orphan_dir.join("9999999999.parquet");
     std::fs::write(&orphan, b"PAR1 not really").unwrap();
     let before = count(&data, "SELECT count(*) AS n FROM history.sensor_readings");
-    twinline_env(
-        &[
-            "run",
-            "--data",
-            d,
-            "--simulate",
-            "--fast",
-            "--machines",
-            "3",
-            "--duration",
-            "2h",
-            "--seed",
-            "8",
-            "--until-caught-up",
-        ],
-        &SMALL_FLUSHES,
-    );
+    simulate(d, "3", "2h", "8", &SMALL_FLUSHES);
     assert!(!orphan.exists(), "the uncommitted file was not cleaned up");
     let after = count(&data, "SELECT count(*) AS n FROM history.sensor_readings");
     let view = count(&data, "SELECT count(*) AS n FROM sensor_readings");
@@ -319,23 +277,7 @@ fn history_in_an_s3_compatible_object_store() {
     let mut env: Vec<(&str, &str)> = aws.to_vec();
     env.extend(SMALL_FLUSHES);
     env.push(("TWINLINE_HISTORY__PATH", "s3://plant/twinline/history"));
-    twinline_env(
-        &[
-            "run",
-            "--data",
-            d,
-            "--simulate",
-            "--fast",
-            "--machines",
-            "3",
-            "--duration",
-            "1h",
-            "--seed",
-            "4",
-            "--until-caught-up",
-        ],
-        &env,
-    );
+    simulate(d, "3", "1h", "4", &env);
     assert!(
         !data.join("history").exists(),
         "the history went to the local directory, not the object store"

@@ -130,20 +130,12 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<()> {
         pipeline.store.log_dyn(),
         pipeline.store.codec.clone(),
     )?;
-    let pg_listen = match args.pg_listen {
-        Some(a) => Some(a),
-        None if !cfg.sql.pg_listen.is_empty() => {
-            Some(cfg.sql.pg_listen.parse().context("sql.pg_listen")?)
-        }
-        None => None,
-    };
-    let flight_listen = match args.flight_listen {
-        Some(a) => Some(a),
-        None if !cfg.sql.flight_listen.is_empty() => {
-            Some(cfg.sql.flight_listen.parse().context("sql.flight_listen")?)
-        }
-        None => None,
-    };
+    let pg_listen = listen_addr(args.pg_listen, &cfg.sql.pg_listen, "sql.pg_listen")?;
+    let flight_listen = listen_addr(
+        args.flight_listen,
+        &cfg.sql.flight_listen,
+        "sql.flight_listen",
+    )?;
     let _pg = match pg_listen {
         Some(addr) => {
             let listener = std::net::TcpListener::bind(addr)
@@ -217,4 +209,17 @@ fn default_web_dir() -> Option<PathBuf> {
     candidates
         .into_iter()
         .find(|p| p.join("index.html").exists())
+}
+
+/// The address from the flag, else from the config key (empty = off).
+fn listen_addr(
+    flag: Option<SocketAddr>,
+    configured: &str,
+    key: &str,
+) -> Result<Option<SocketAddr>> {
+    match flag {
+        Some(a) => Ok(Some(a)),
+        None if configured.is_empty() => Ok(None),
+        None => Ok(Some(configured.parse().with_context(|| key.to_string())?)),
+    }
 }

@@ -190,37 +190,20 @@ def reads(port, machine, sensor, start, end):
 
     probe(out, "binary", binary)
 
-    # Grafana's time series: $__timeFilter expands to BETWEEN two literal instants.
-    probe(
-        out,
-        "date_bin",
-        lambda: [
-            [iso(t), v]
-            for t, v in rows(
-                conn,
-                f"""SELECT date_bin(INTERVAL '1 minute', event_time) AS "time", avg(value) AS value
-                FROM sensor_readings
-                WHERE event_time BETWEEN '{start}' AND '{end}'
-                  AND machine_id = '{machine}' AND sensor = '{sensor}'
-                GROUP BY 1 ORDER BY 1""",
-            )
-        ],
-    )
+    # Grafana's time series: one machine's sensor averaged per minute.
+    def series(time_expr, where):
+        return f"""SELECT {time_expr} AS "time", avg(value) AS value
+                FROM sensor_readings WHERE {where} GROUP BY 1 ORDER BY 1"""
+
+    date_bin = "date_bin(INTERVAL '1 minute', event_time)"
+    # $__timeFilter expands to BETWEEN two literal instants.
+    literal = f"event_time BETWEEN '{start}' AND '{end}' AND machine_id = '{machine}' AND sensor = '{sensor}'"
+    probe(out, "date_bin", lambda: [[iso(t), v] for t, v in rows(conn, series(date_bin, literal))])
     # $__timeGroupAlias(event_time, 1m)
     probe(
         out,
         "time_group",
-        lambda: [
-            [t, v]
-            for t, v in rows(
-                conn,
-                f"""SELECT floor(extract(epoch from event_time)/60)*60 AS "time", avg(value) AS value
-                FROM sensor_readings
-                WHERE event_time BETWEEN '{start}' AND '{end}'
-                  AND machine_id = '{machine}' AND sensor = '{sensor}'
-                GROUP BY 1 ORDER BY 1""",
-            )
-        ],
+        lambda: [[t, v] for t, v in rows(conn, series("floor(extract(epoch from event_time)/60)*60", literal))],
     )
     # The same filter with bound timestamptz parameters instead of literals.
     probe(
@@ -230,10 +213,7 @@ def reads(port, machine, sensor, start, end):
             [iso(t), v]
             for t, v in rows(
                 conn,
-                """SELECT date_bin(INTERVAL '1 minute', event_time) AS "time", avg(value) AS value
-                FROM sensor_readings
-                WHERE event_time BETWEEN %s AND %s AND machine_id = %s AND sensor = %s
-                GROUP BY 1 ORDER BY 1""",
+                series(date_bin, "event_time BETWEEN %s AND %s AND machine_id = %s AND sensor = %s"),
                 (
                     dt.datetime.fromisoformat(start.replace("Z", "+00:00")),
                     dt.datetime.fromisoformat(end.replace("Z", "+00:00")),
