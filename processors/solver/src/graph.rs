@@ -7,6 +7,7 @@ pub(crate) const NONE: u32 = u32::MAX;
 
 /// The instance flattened for the search. Fixed operations are removed: they become machine
 /// unavailability for everyone else and a release time for the rest of their job.
+#[derive(Clone)]
 pub(crate) struct Problem {
     /// Number of free (searchable) operations.
     pub n: usize,

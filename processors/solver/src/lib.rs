@@ -4,6 +4,7 @@
 
 mod bounds;
 mod construct;
+pub mod dispatch;
 mod graph;
 mod model;
 mod orlib;
@@ -50,6 +51,43 @@ pub fn schedule_cli_json(
         ..SolveParams::default()
     };
     solution_json(&inst, &params)
+}
+
+/// A valid lower bound on the makespan of every feasible plan of `inst`.
+pub fn makespan_lower_bound(inst: &Instance) -> Result<i64, SolverError> {
+    inst.validate()?;
+    let p = graph::Problem::new(inst, Objective::Makespan);
+    Ok(bounds::makespan_lower_bound(&p))
+}
+
+/// The CLI JSON document (see [`schedule_cli_json`]) of a plan built by a dispatching method
+/// (a rule or the learned policy) rather than the solver: `iterations` counts the decisions,
+/// `time_to_best_ms` equals `solver_time_ms`, `restarts` is 0, `initial_makespan` is the
+/// makespan. Checked with [`verify`] before it is rendered.
+pub fn dispatch_json(
+    inst: &Instance,
+    schedule: &Schedule,
+    decisions: u64,
+    elapsed_ms: u64,
+) -> Result<serde_json::Value, SolverError> {
+    let makespan = verify(inst, schedule).map_err(|reason| SolverError::PlanRejected { reason })?;
+    let lower_bound = makespan_lower_bound(inst)?;
+    let starts: Vec<Vec<i64>> = schedule
+        .jobs
+        .iter()
+        .map(|ops| ops.iter().map(|o| o.start).collect())
+        .collect();
+    Ok(serde_json::json!({
+        "makespan": makespan,
+        "lower_bound": lower_bound,
+        "time_to_best_ms": elapsed_ms,
+        "starts": starts,
+        "optimal": makespan == lower_bound,
+        "solver_time_ms": elapsed_ms,
+        "iterations": decisions,
+        "restarts": 0,
+        "initial_makespan": makespan,
+    }))
 }
 
 /// Solves `inst` with `params` and renders the CLI JSON document (see [`schedule_cli_json`]).

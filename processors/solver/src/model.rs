@@ -81,7 +81,8 @@ impl Schedule {
     }
 }
 
-/// Errors: every variant is the caller's input, none is an internal failure.
+/// Errors: every variant but `PlanRejected` is the caller's input; `PlanRejected` is a plan of a
+/// dispatching method that the independent verifier refused (a bug, reported instead of served).
 #[derive(Debug, Error, PartialEq)]
 pub enum SolverError {
     #[error("parse error at line {line}: {message}")]
@@ -119,6 +120,8 @@ pub enum SolverError {
     BadInitial(String),
     #[error("cannot read {path}: {message}")]
     Io { path: String, message: String },
+    #[error("plan rejected by the verifier: {reason}")]
+    PlanRejected { reason: String },
 }
 
 impl Instance {
