@@ -15,6 +15,16 @@ set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee "$CARGO_TARGET_DIR/cargo-test.log"
 status=${PIPESTATUS[0]}
 set -e
+log "building the dispatching environment's Python binding (maturin) and checking it"
+(
+    set -e
+    wheels="$(mktemp -d)"
+    "$VENV/bin/pip" install -q --disable-pip-version-check "$(grep '^maturin' "$ROOT/models/rl/requirements.txt")"
+    "$VENV/bin/python" -m maturin build --quiet --release -m "$ROOT/models/rl/pyenv/Cargo.toml" -o "$wheels"
+    "$VENV/bin/pip" install -q --disable-pip-version-check --force-reinstall --no-deps "$wheels"/twinline_rl_env-*.whl
+    rm -rf "$wheels"
+    "$VENV/bin/python" "$ROOT/models/rl/test_env.py"
+) || status=1
 log "running the dashboard unit tests (vitest)"
 (cd "$ROOT/queries/web" && npm test --silent) || status=1
 log "running the browser tests against a live twinline (headless chromium)"
