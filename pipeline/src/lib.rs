@@ -2,6 +2,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod dispatch;
 pub mod embedded;
 pub mod runtime;
 pub mod store;

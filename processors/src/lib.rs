@@ -4,6 +4,7 @@
 //! origin order, calls [`Processor::on_watermark`] when event time advances, and collects what it
 //! emits through an [`Emitter`]. See `ARCHITECTURE.md`.
 
+pub mod dispatch;
 pub mod predictive;
 pub mod scheduler;
 pub mod twin;

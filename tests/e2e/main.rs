@@ -5,6 +5,7 @@ mod dead_letters;
 mod history;
 mod predictive_flow;
 mod replay;
+mod rl_dispatch;
 mod scheduling_flow;
 mod sim_resume;
 mod sql_clients;

@@ -122,8 +122,11 @@ pub fn run(cfg: Config, args: RunArgs) -> Result<()> {
     let listen = args.listen.unwrap_or(cfg.api.listen);
     let mut api_cfg = super::api_config(&cfg);
     api_cfg.web_dir = args.web_dir.clone().or_else(default_web_dir);
-    let state =
+    let mut state =
         twinline_queries::api::ApiState::new(pipeline.views.clone(), pipeline.backend(), api_cfg)?;
+    if let Some(planner) = crate::dispatch::PolicyPlanner::from_config(&cfg) {
+        state = state.with_dispatch_planner(planner);
+    }
     twinline_sinks::history::register(
         &state.engine,
         pipeline.history.clone(),

@@ -340,6 +340,39 @@ pub fn openapi_document() -> Value {
                     "429": error_response("solver_busy: another optimize is running")
                 }
             }},
+            "/api/v1/scheduling/rl/predict": { "post": {
+                "summary": "Plan waiting jobs at once with the learned dispatching policy (PPO, models/rl) on the machines as they are: a down machine (ERROR, MAINTENANCE, OFFLINE) without available_at gets nothing, a busy or down one nothing before available_at, nothing starts before now. assignments: per machine with work, the operation it should take next. Jobs take the optimize forms; default machines: the twin's, with their status; rollouts 1 = greedy, up to 256 = best of that many (the first greedy, the rest sampled with seed)",
+                "security": read,
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "required": ["jobs"],
+                    "properties": {
+                        "jobs": {"type": "array", "items": {"type": "object", "description": "as in /api/v1/scheduling/optimize"}},
+                        "machines": {"type": "array", "items": {"oneOf": [string, {"type": "object", "required": ["machine_id"], "properties": {
+                            "machine_id": string, "status": string, "available_at": int}}]}},
+                        "unavailability": {"type": "array", "items": {"type": "object", "properties": {
+                            "machine_id": string, "start": int, "end": int}}},
+                        "now": int, "rollouts": int, "seed": int
+                    }
+                } } } },
+                "responses": {
+                    "200": json_response("recommended assignments and the plan", json!({
+                        "type": "object",
+                        "properties": {
+                            "assignments": {"type": "array", "items": {"type": "object", "properties": {
+                                "machine_id": string, "job_id": string, "operation_index": int, "start": int, "end": int}}},
+                            "schedule": {"type": "array", "items": {"type": "object", "properties": {
+                                "job_id": string, "operation_index": int, "machine_id": string, "start": int, "end": int}}},
+                            "makespan": int, "lower_bound": int, "gap_to_lower_bound": {"type": "number", "nullable": true},
+                            "method": string, "model": {"type": "object", "properties": {"name": string, "version": string}},
+                            "rollouts": int, "decisions": int, "inference_time_ms": num
+                        }
+                    })),
+                    "422": error_response("malformed_problem, invalid_problem (a machine listed twice, an unknown status or machine, every eligible machine down, too many operations x rollouts) or infeasible, with the reason"),
+                    "429": error_response("policy_busy: another rl/predict is planning"),
+                    "500": error_response("policy_failed: the model failed or its plan was rejected by the verifier"),
+                    "503": error_response("no_model: no dispatching policy loaded")
+                }
+            }},
             "/openapi.json": { "get": { "summary": "This document", "responses": { "200": json_response("OpenAPI 3", json!({"type": "object"})) } } },
             "/docs": { "get": { "summary": "API documentation page", "responses": { "200": { "description": "HTML" } } } },
             "/": { "get": { "summary": "Dashboard", "responses": { "200": { "description": "HTML" } } } },

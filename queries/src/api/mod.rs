@@ -142,6 +142,10 @@ pub struct ApiState {
     /// `POST /api/v1/scheduling/optimize` calls that may run at once (one per core would starve
     /// the pipeline; the rest answer 429).
     pub(crate) solver_slots: Arc<tokio::sync::Semaphore>,
+    /// The learned dispatching policy, when loaded (`rl/predict` answers 503 without it).
+    pub(crate) dispatch_planner: Option<Arc<dyn scheduling::DispatchPlanner>>,
+    /// `rl/predict` calls that may plan at once (the rest answer 429).
+    pub(crate) policy_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl ApiState {
@@ -169,7 +173,15 @@ impl ApiState {
             metrics: Arc::new(ApiMetrics::default()),
             snapshots,
             solver_slots: Arc::new(tokio::sync::Semaphore::new(1)),
+            dispatch_planner: None,
+            policy_slots: Arc::new(tokio::sync::Semaphore::new(1)),
         })
+    }
+
+    /// Serves `POST /api/v1/scheduling/rl/predict` with `planner`.
+    pub fn with_dispatch_planner(mut self, planner: Arc<dyn scheduling::DispatchPlanner>) -> Self {
+        self.dispatch_planner = Some(planner);
+        self
     }
 
     /// Checks the request's bearer token against `needed`. Without a token, read access is
@@ -241,6 +253,10 @@ pub fn app(state: ApiState) -> Router {
         .route("/api/v1/ws/stream", get(ws::upgrade))
         .route("/api/v1/scheduling/schedule", get(scheduling::schedule))
         .route("/api/v1/scheduling/optimize", post(scheduling::optimize))
+        .route(
+            "/api/v1/scheduling/rl/predict",
+            post(scheduling::rl_predict),
+        )
         .route("/openapi.json", get(docs::openapi))
         .route("/docs", get(docs::docs_page))
         .route("/", get(web::index))
