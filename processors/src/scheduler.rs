@@ -31,10 +31,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
+use twinline_models::ModelError;
 use twinline_schemas::{
     JobEvent, JobEventKind, MachineStatus, MaintenanceAction, MaintenanceRequest, OperationMove,
     Payload, PlannedOperation, ScheduleChange, Topic, TwinState, Urgency, PLANT_KEY,
 };
+use twinline_solver::dispatch::{policy_schedule, CandidateScorer, Decode};
 use twinline_solver::{
     schedule_from_sequences, solve, verify, FixedOperation, Instance, Job, Objective, Operation,
     SolveParams, Unavailability,
@@ -110,6 +112,10 @@ pub struct SchedulerConfig {
     /// Length of the window a maintenance request blocks its machine for.
     pub maintenance_duration_ms: i64,
     pub maintenance_lead: MaintenanceLead,
+    /// Answer a disruption at once with the learned dispatching policy's plan (when one is
+    /// attached with [`SchedulerProcessor::with_policy`]); the solver's improvement of it follows
+    /// at the scheduler's next event or watermark tick.
+    pub quick_plan: bool,
 }
 
 impl Default for SchedulerConfig {
@@ -124,6 +130,7 @@ impl Default for SchedulerConfig {
             down_estimate_ms: HOUR_MS,
             maintenance_duration_ms: 2 * HOUR_MS,
             maintenance_lead: MaintenanceLead::default(),
+            quick_plan: false,
         }
     }
 }
@@ -288,13 +295,22 @@ struct State {
     pending: BTreeMap<String, u32>,
     /// Largest event time seen.
     now: i64,
+    /// A disruption answered by the dispatching policy, waiting for the solver: its reason.
+    improve: Option<String>,
 }
 
 /// The rescheduling processor (one task over all partitions; see ARCHITECTURE.md).
 pub struct SchedulerProcessor {
     cfg: SchedulerConfig,
     state: State,
+    /// The learned dispatching policy for quick plans (see [`SchedulerConfig::quick_plan`]) and
+    /// its name and version, which the quick plans' reasons carry.
+    policy: Option<(Box<dyn DispatchScorer>, String)>,
 }
+
+/// A dispatching policy the scheduler can plan with at once (the ONNX policy of `models/rl`).
+pub trait DispatchScorer: CandidateScorer<Error = ModelError> + Send {}
+impl<T: CandidateScorer<Error = ModelError> + Send> DispatchScorer for T {}
 
 const SNAPSHOT_VERSION: u32 = 1;
 
@@ -333,7 +349,20 @@ impl SchedulerProcessor {
         Ok(SchedulerProcessor {
             cfg,
             state: State::default(),
+            policy: None,
         })
+    }
+
+    /// Attaches the dispatching policy used for quick plans when `quick_plan` is set. Its plans
+    /// must be a function of its inputs (ONNX Runtime on one CPU thread, greedy decoding), or
+    /// replays would differ.
+    pub fn with_policy(
+        mut self,
+        policy: Box<dyn DispatchScorer>,
+        label: impl Into<String>,
+    ) -> Self {
+        self.policy = Some((policy, label.into()));
+        self
     }
 
     /// The current plan (for tests and benchmarks).
@@ -667,6 +696,17 @@ impl SchedulerProcessor {
         t: i64,
         reason: String,
     ) -> Result<Option<ScheduleChange>, ProcessError> {
+        self.replan_with(t, reason, false)
+    }
+
+    /// As [`replan`](Self::replan); with `quick`, the dispatching policy plans instead of the
+    /// solver (when a policy is attached).
+    fn replan_with(
+        &mut self,
+        t: i64,
+        reason: String,
+        quick: bool,
+    ) -> Result<Option<ScheduleChange>, ProcessError> {
         self.state.pending.clear();
         self.state.planned_at = Some(t);
         let b = self.build(t);
@@ -686,6 +726,15 @@ impl SchedulerProcessor {
             .ok()
             .filter(|r| verify(&b.inst, r).is_ok());
         let version = self.state.plan_version + 1;
+        if quick {
+            if let Some(quick_plan) = self.policy_plan(&b, repaired.as_ref(), &value) {
+                let schedule = self.settle(&b, quick_plan, &value);
+                let label = self.policy.as_ref().map_or("", |p| p.1.as_str());
+                let shown = format!("{reason} (dispatching policy {label}; the solver follows)");
+                self.state.improve = Some(reason);
+                return Ok(self.commit(&b, schedule, &value, t, shown, version));
+            }
+        }
         let params = SolveParams {
             // Bounded by iterations only: the plan must not depend on the machine's speed.
             time_limit: std::time::Duration::from_secs(3600),
@@ -717,6 +766,50 @@ impl SchedulerProcessor {
         // Among plans of the same objective, fewer machine changes: send moved operations back
         // to their previous machine wherever that does not make the objective worse.
         let schedule = self.settle(&b, schedule, &value);
+        Ok(self.commit(&b, schedule, &value, t, reason, version))
+    }
+
+    /// The policy's plan for `b` (greedy), or the re-timed previous plan when that is at least as
+    /// good; `None` without a policy, or when the policy fails (the solver then plans at once).
+    fn policy_plan(
+        &mut self,
+        b: &Built,
+        repaired: Option<&twinline_solver::Schedule>,
+        value: &dyn Fn(&twinline_solver::Schedule) -> f64,
+    ) -> Option<twinline_solver::Schedule> {
+        let policy = &mut self.policy.as_mut()?.0;
+        let planned = match policy_schedule(&b.inst, policy.as_mut(), Decode::Greedy) {
+            Ok(Ok(p)) => p.schedule,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "dispatching policy failed; the solver plans at once");
+                return None;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "instance refused by the dispatching environment; the solver plans at once");
+                return None;
+            }
+        };
+        if let Err(e) = verify(&b.inst, &planned) {
+            tracing::error!(error = %e, "dispatching policy plan failed verification; the solver plans at once");
+            return None;
+        }
+        Some(match repaired {
+            Some(r) if value(r) <= value(&planned) => r.clone(),
+            _ => planned,
+        })
+    }
+
+    /// Makes `schedule` the current plan (version `version`) and returns the change, or `None`
+    /// when nothing differs from the current plan.
+    fn commit(
+        &mut self,
+        b: &Built,
+        schedule: twinline_solver::Schedule,
+        value: &dyn Fn(&twinline_solver::Schedule) -> f64,
+        t: i64,
+        reason: String,
+        version: i64,
+    ) -> Option<ScheduleChange> {
         let objective_value = value(&schedule);
         let mut plan = Vec::with_capacity(b.inst.num_operations());
         for (j, ops) in schedule.jobs.iter().enumerate() {
@@ -776,12 +869,12 @@ impl SchedulerProcessor {
             && plan.len() == self.state.plan.len()
             && plan.iter().zip(&self.state.plan).all(|(a, b)| a == b);
         if unchanged {
-            return Ok(None);
+            return None;
         }
         let makespan = plan.iter().map(|p| p.end).max().unwrap_or(t);
         self.state.plan_version = version;
         self.state.plan = plan.clone();
-        Ok(Some(ScheduleChange {
+        Some(ScheduleChange {
             event_id: String::new(),
             source: Default::default(),
             event_time: t,
@@ -791,7 +884,7 @@ impl SchedulerProcessor {
             objective: objective_value,
             moves,
             plan,
-        }))
+        })
     }
 
     fn emit_replan(
@@ -800,9 +893,54 @@ impl SchedulerProcessor {
         reason: String,
         out: &mut Emitter,
     ) -> Result<(), ProcessError> {
+        self.emit_replan_with(t, reason, false, out)
+    }
+
+    /// A disruption: with a policy and `quick_plan`, the policy's plan now and the solver's at the
+    /// next event or watermark tick; otherwise the solver's now.
+    fn emit_disruption(
+        &mut self,
+        t: i64,
+        reason: String,
+        out: &mut Emitter,
+    ) -> Result<(), ProcessError> {
+        // A newer disruption supersedes a pending improvement: the solver will improve the plan
+        // made for it instead.
+        self.state.improve = None;
+        if self.cfg.quick_plan && self.policy.is_some() {
+            self.emit_replan_with(t, reason, true, out)
+        } else {
+            self.emit_replan(t, reason, out)
+        }
+    }
+
+    /// Runs the solver on a plan the policy made quickly, if one is waiting (with any routine
+    /// changes since, which the replan includes).
+    fn maybe_improve(&mut self, t: i64, out: &mut Emitter) -> Result<(), ProcessError> {
+        let Some(reason) = self.state.improve.take() else {
+            return Ok(());
+        };
+        let reason = if self.state.pending.is_empty() {
+            format!("{reason} (improved by the solver)")
+        } else {
+            format!(
+                "{reason} (improved by the solver); {}",
+                self.routine_reason()
+            )
+        };
+        self.emit_replan(t, reason, out)
+    }
+
+    fn emit_replan_with(
+        &mut self,
+        t: i64,
+        reason: String,
+        quick: bool,
+        out: &mut Emitter,
+    ) -> Result<(), ProcessError> {
         // A replan that fails (an instance the solver refuses, no valid plan) keeps the previous
         // plan and is logged: failing the task would replay the same event and fail forever.
-        match self.replan(t, reason) {
+        match self.replan_with(t, reason, quick) {
             Ok(Some(change)) => out.emit(
                 Topic::ScheduleChanges,
                 PLANT_KEY,
@@ -952,9 +1090,12 @@ impl Processor for SchedulerProcessor {
                 } else {
                     format!("{reason}; {}", self.routine_reason())
                 };
-                self.emit_replan(t, reason, out)
+                self.emit_disruption(t, reason, out)
             }
-            None => self.maybe_routine(t, out),
+            None => {
+                self.maybe_improve(t, out)?;
+                self.maybe_routine(t, out)
+            }
         }
     }
 
@@ -968,6 +1109,7 @@ impl Processor for SchedulerProcessor {
         }
         let t = watermark.max(self.state.now);
         self.state.now = t;
+        self.maybe_improve(t, out)?;
         self.maybe_routine(t, out)
     }
 

@@ -600,3 +600,169 @@ fn repeated_and_late_job_events_do_not_move_progress_back() {
         "{op1:?}"
     );
 }
+
+/// A stand-in policy for the quick-plan mechanism: scores each candidate by its job's remaining
+/// work (observation column 2), i.e. most-work-remaining. The real ONNX policy is exercised by the
+/// end-to-end scheduling test.
+struct MostWorkRemaining;
+
+impl twinline_solver::dispatch::CandidateScorer for MostWorkRemaining {
+    type Error = twinline_models::ModelError;
+    fn score(
+        &mut self,
+        features: &[f32],
+        mask: &[f32],
+        batch: usize,
+        width: usize,
+        logits: &mut Vec<f32>,
+    ) -> Result<(), Self::Error> {
+        let f = twinline_solver::dispatch::N_FEATURES;
+        logits.clear();
+        for i in 0..batch * width {
+            logits.push(if mask[i] > 0.0 {
+                features[i * f + 2]
+            } else {
+                -1e9
+            });
+        }
+        Ok(())
+    }
+}
+
+fn quick_driver() -> Driver {
+    let cfg = SchedulerConfig {
+        quick_plan: true,
+        ..SchedulerConfig::default()
+    };
+    Driver {
+        p: SchedulerProcessor::new(cfg)
+            .expect("valid config")
+            .with_policy(Box::new(MostWorkRemaining), "most-work-remaining test"),
+        offset: 0,
+    }
+}
+
+#[test]
+fn quick_plan_answers_a_disruption_at_once_and_the_solver_follows() {
+    let mut d = quick_driver();
+    submit_all(&mut d, T0);
+    let base = d.watermark(T0 + 5 * MIN).pop().expect("plan");
+    assert!(
+        !base.reason.contains("policy"),
+        "routine replans use the solver: {}",
+        base.reason
+    );
+    let t = T0 + 6 * MIN;
+    let quick = d.feed(&request(
+        "M1",
+        t,
+        "R1",
+        MaintenanceAction::Open,
+        Urgency::Critical,
+    ));
+    assert_eq!(quick.len(), 1, "the policy answers the request at once");
+    let quick = &quick[0];
+    assert!(
+        quick.reason.contains("R1") && quick.reason.contains("dispatching policy"),
+        "{}",
+        quick.reason
+    );
+    assert_eq!(quick.plan_version, base.plan_version + 1);
+    assert_valid(quick, &routings());
+    for p in quick.plan.iter().filter(|p| p.machine_id == "M1") {
+        assert!(
+            p.start >= t + 120 * MIN,
+            "{p:?} inside the maintenance window"
+        );
+    }
+    // The state survives a snapshot between the quick plan and the solver's turn.
+    let snap = d.p.snapshot().unwrap();
+    let mut resumed = quick_driver();
+    resumed.p.restore(&snap).unwrap();
+    // The next tick runs the solver on the policy's plan: never worse, and only once.
+    let improved = d.watermark(t + 1000);
+    assert_eq!(
+        improved.len(),
+        1,
+        "the solver improves the policy's plan here"
+    );
+    {
+        let c = &improved[0];
+        assert!(c.reason.contains("improved by the solver"), "{}", c.reason);
+        assert!(
+            c.objective < quick.objective,
+            "{} >= {}",
+            c.objective,
+            quick.objective
+        );
+        assert_eq!(c.plan_version, quick.plan_version + 1);
+        assert_valid(c, &routings());
+    }
+    assert_eq!(
+        resumed.watermark(t + 1000),
+        improved,
+        "restored state gives the same improvement"
+    );
+    assert!(
+        d.watermark(t + 2000).is_empty(),
+        "the improvement runs once"
+    );
+}
+
+#[test]
+fn without_a_policy_quick_plan_falls_back_to_the_solver_at_once() {
+    let cfg = SchedulerConfig {
+        quick_plan: true,
+        ..SchedulerConfig::default()
+    };
+    let mut d = Driver::new(cfg);
+    submit_all(&mut d, T0);
+    d.watermark(T0 + 5 * MIN);
+    let c = d.feed(&request(
+        "M1",
+        T0 + 6 * MIN,
+        "R1",
+        MaintenanceAction::Open,
+        Urgency::Critical,
+    ));
+    assert_eq!(c.len(), 1);
+    assert!(!c[0].reason.contains("policy"), "{}", c[0].reason);
+    assert!(
+        d.watermark(T0 + 7 * MIN).is_empty(),
+        "no pending improvement without a policy"
+    );
+}
+
+#[test]
+fn a_new_disruption_supersedes_a_pending_improvement() {
+    let mut d = quick_driver();
+    submit_all(&mut d, T0);
+    d.watermark(T0 + 5 * MIN);
+    let t = T0 + 6 * MIN;
+    let first = d.feed(&request(
+        "M1",
+        t,
+        "R1",
+        MaintenanceAction::Open,
+        Urgency::Critical,
+    ));
+    assert_eq!(first.len(), 1);
+    // Before the solver's turn, M2 goes down: the policy answers that at once, without running
+    // the solver for R1 first.
+    let second = d.feed(&twin("M2", t + 1, MachineStatus::Error));
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert!(
+        second[0].reason.contains("M2") && second[0].reason.contains("dispatching policy"),
+        "{}",
+        second[0].reason
+    );
+    let improved = d.watermark(t + 1000);
+    assert!(improved.len() <= 1);
+    for c in &improved {
+        assert!(
+            c.reason.contains("M2") && !c.reason.contains("R1"),
+            "{}",
+            c.reason
+        );
+    }
+}

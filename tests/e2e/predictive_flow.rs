@@ -2,7 +2,8 @@
 //! the vision processor inspects its parts' images, the predictive processor (ONNX models from
 //! `models/predictive`) raises an urgent prediction, a maintenance request is opened, the
 //! dashboard stats pushed over the WebSocket show the alert, the rescheduler moves the planned
-//! jobs off the machine (a new plan pushed over the WebSocket), and the request's audit chain
+//! jobs off the machine at once with the learned dispatching policy (`models/rl`; the solver's
+//! improvement follows) and the new plan is pushed over the WebSocket, and the request's audit chain
 //! leads back to the input records.
 
 use std::collections::BTreeMap;
@@ -258,6 +259,12 @@ fn wear_to_prediction_to_request_to_websocket() {
             continue;
         };
         answered += 1;
+        // The learned dispatching policy (models/rl) answers at once; the solver follows.
+        assert!(
+            c["reason"].as_str().unwrap().contains("dispatching policy"),
+            "request {id} was not answered by the policy: {}",
+            c["reason"]
+        );
         first_version.get_or_insert(c["plan_version"].as_i64().unwrap());
         assert_eq!(c["event_time"].as_i64(), Some(t));
         assert_eq!(c["source"]["topic"], "maintenance-requests");
@@ -284,8 +291,17 @@ fn wear_to_prediction_to_request_to_websocket() {
             .filter(|mv| mv["previous_machine_id"] == m && mv["machine_id"] != m)
             .count();
     }
+    let improved = changes
+        .iter()
+        .filter(|c| {
+            c["reason"]
+                .as_str()
+                .unwrap()
+                .contains("improved by the solver")
+        })
+        .count();
     eprintln!(
-        "scheduling flow: {} requests, {answered} replans, {moved_off} operations moved off the machines",
+        "scheduling flow: {} requests, {answered} replans by the policy, {improved} improved by the solver, {moved_off} operations moved off the machines",
         opens.len()
     );
     assert!(

@@ -261,12 +261,31 @@ fn open_task(a: &TaskRunnerArgs, f: &Arc<Frontiers>, id: TaskId) -> Result<Task,
             gate: None,
         },
         TaskId::Scheduler => {
-            let scheduler =
+            let mut scheduler =
                 twinline_processors::scheduler::SchedulerProcessor::new(a.cfg.scheduling.clone())
                     .map_err(|e| task::TaskError::Processor {
                     processor: "scheduler",
                     message: e,
                 })?;
+            if a.cfg.scheduling.quick_plan {
+                // One intra-op thread and greedy decoding: the quick plans are a function of the
+                // log, as replays require.
+                let dir = a.cfg.models.dir.join("rl");
+                match twinline_processors::dispatch::PolicyScorer::load(
+                    &dir,
+                    a.cfg.models.library().as_deref(),
+                    1,
+                ) {
+                    Ok(p) => {
+                        let label = format!("{} {}", p.meta().name, p.meta().version);
+                        scheduler = scheduler.with_policy(Box::new(p), label);
+                    }
+                    Err(e) => tracing::warn!(
+                        dir = %dir.display(), error = %e,
+                        "no dispatching policy: disruptions are planned by the solver alone"
+                    ),
+                }
+            }
             TaskSpec {
                 name: "scheduler".into(),
                 inputs: scheduler_inputs(a.partitions),
