@@ -113,7 +113,8 @@ fn replay_until_is_a_prefix_of_the_full_derivation() {
 
 /// Processing order is the origin order, and origins follow the simulator's order however its
 /// events are grouped into appends: two runs of the same plant, one appending 4 096 events at a
-/// time and one 97, derive byte-identical topics (vision, twin and predictive all running).
+/// time and one 97, derive byte-identical topics (vision, twin, predictive and the rescheduler with
+/// the dispatching policy's quick plans all running).
 #[test]
 fn derived_events_do_not_depend_on_ingest_batching() {
     let ort = twinline_tests::ort_library();
@@ -150,11 +151,27 @@ fn derived_events_do_not_depend_on_ingest_batching() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    for t in ["defects", "twin-state", "failure-predictions"] {
+    for t in [
+        "defects",
+        "twin-state",
+        "failure-predictions",
+        "schedule-changes",
+    ] {
         assert!(
             !twinline_tests::dump_topic(&dirs[0], t).is_empty(),
             "{t} is empty: the comparison would prove nothing"
         );
     }
+    // The rescheduler's quick plans (the learned dispatching policy) are among the compared bytes.
+    let plans = twinline_tests::dump_topic(&dirs[0], "schedule-changes");
+    let quick = plans
+        .iter()
+        .filter(|(_, r)| String::from_utf8_lossy(&r.value).contains("dispatching policy"))
+        .count();
+    assert!(
+        quick > 0,
+        "no quick plan among {} schedule changes",
+        plans.len()
+    );
     twinline_tests::assert_same_derived(&dirs[0], &dirs[1]);
 }
