@@ -24,18 +24,7 @@ pub(crate) const RULES: [Rule; 4] = [Rule::Mwkr, Rule::Spt, Rule::Mor, Rule::Edd
 /// Builds an active schedule with the given rule and returns it evaluated.
 pub(crate) fn build(p: &Problem, rule: Rule, rng: &mut ChaCha8Rng) -> State {
     let n = p.n;
-    let mut rem_work = vec![0i64; n];
-    let mut rem_ops = vec![0u32; n];
-    for i in (0..n).rev() {
-        let nx = p.jnext[i];
-        let (w, c) = if nx == NONE {
-            (0, 0)
-        } else {
-            (rem_work[nx as usize], rem_ops[nx as usize])
-        };
-        rem_work[i] = w + p.min_d[i];
-        rem_ops[i] = c + 1;
-    }
+    let (rem_work, rem_ops) = p.remaining();
     let mut next: Vec<u32> = (0..n as u32)
         .filter(|&i| p.jprev[i as usize] == NONE)
         .collect();

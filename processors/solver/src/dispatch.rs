@@ -121,18 +121,7 @@ impl DispatchEnv {
         inst.validate()?;
         let p = Problem::new(inst, Objective::Makespan);
         let n = p.n;
-        let mut rem_work = vec![0i64; n];
-        let mut rem_ops = vec![0u32; n];
-        for i in (0..n).rev() {
-            let nx = p.jnext[i];
-            let (w, c) = if nx == NONE {
-                (0, 0)
-            } else {
-                (rem_work[nx as usize], rem_ops[nx as usize])
-            };
-            rem_work[i] = w + p.min_d[i];
-            rem_ops[i] = c + 1;
-        }
+        let (rem_work, rem_ops) = p.remaining();
         let single_m: Vec<u32> = (0..n)
             .map(|i| {
                 let r = p.eligible(i);

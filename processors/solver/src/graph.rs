@@ -157,6 +157,24 @@ impl Problem {
         self.elig_off[op] as usize..self.elig_off[op + 1] as usize
     }
 
+    /// Per free operation: the minimum work from it to the end of its job (itself included) and
+    /// the number of operations left (itself included). A job's operations are numbered in order.
+    pub fn remaining(&self) -> (Vec<i64>, Vec<u32>) {
+        let mut rem_work = vec![0i64; self.n];
+        let mut rem_ops = vec![0u32; self.n];
+        for i in (0..self.n).rev() {
+            let nx = self.jnext[i];
+            let (w, c) = if nx == NONE {
+                (0, 0)
+            } else {
+                (rem_work[nx as usize], rem_ops[nx as usize])
+            };
+            rem_work[i] = w + self.min_d[i];
+            rem_ops[i] = c + 1;
+        }
+        (rem_work, rem_ops)
+    }
+
     /// Duration of `op` on machine `m`, if eligible.
     #[inline]
     pub fn duration_on(&self, op: usize, m: u32) -> Option<i64> {
