@@ -41,16 +41,7 @@ pub(crate) fn build(p: &Problem, rule: Rule, rng: &mut ChaCha8Rng) -> State {
             if x == NONE {
                 continue;
             }
-            let xi = x as usize;
-            let mut b = (0u32, i64::MAX, i64::MAX);
-            for e in p.eligible(xi) {
-                let m = p.elig_m[e];
-                let d = p.elig_d[e];
-                let s = p.fit(m as usize, job_ready[slot].max(mach_ready[m as usize]), d);
-                if s + d < b.2 {
-                    b = (m, s, s + d);
-                }
-            }
+            let b = p.earliest_completion(x as usize, job_ready[slot], &mach_ready);
             best[slot] = b;
             if b.2 < cmin {
                 cmin = b.2;

@@ -260,20 +260,7 @@ impl DispatchEnv {
             if x == NONE {
                 continue;
             }
-            let xi = x as usize;
-            let mut b = (0u32, i64::MAX, i64::MAX);
-            for e in p.eligible(xi) {
-                let m = p.elig_m[e];
-                let d = p.elig_d[e];
-                let s = p.fit(
-                    m as usize,
-                    self.job_ready[j].max(self.mach_ready[m as usize]),
-                    d,
-                );
-                if s + d < b.2 {
-                    b = (m, s, s + d);
-                }
-            }
+            let b = p.earliest_completion(x as usize, self.job_ready[j], &self.mach_ready);
             self.best[j] = b;
             if b.2 < cmin {
                 cmin = b.2;

@@ -175,6 +175,27 @@ impl Problem {
         (rem_work, rem_ops)
     }
 
+    /// The eligible machine on which `op` completes first, given when its job and each machine
+    /// are ready: `(machine, start, completion)`; `(0, i64::MAX, i64::MAX)` when none is eligible.
+    #[inline]
+    pub fn earliest_completion(
+        &self,
+        op: usize,
+        job_ready: i64,
+        mach_ready: &[i64],
+    ) -> (u32, i64, i64) {
+        let mut b = (0u32, i64::MAX, i64::MAX);
+        for e in self.eligible(op) {
+            let m = self.elig_m[e];
+            let d = self.elig_d[e];
+            let s = self.fit(m as usize, job_ready.max(mach_ready[m as usize]), d);
+            if s + d < b.2 {
+                b = (m, s, s + d);
+            }
+        }
+        b
+    }
+
     /// Duration of `op` on machine `m`, if eligible.
     #[inline]
     pub fn duration_on(&self, op: usize, m: u32) -> Option<i64> {

@@ -72,16 +72,11 @@ pub fn dispatch_json(
 ) -> Result<serde_json::Value, SolverError> {
     let makespan = verify(inst, schedule).map_err(|reason| SolverError::PlanRejected { reason })?;
     let lower_bound = makespan_lower_bound(inst)?;
-    let starts: Vec<Vec<i64>> = schedule
-        .jobs
-        .iter()
-        .map(|ops| ops.iter().map(|o| o.start).collect())
-        .collect();
     Ok(serde_json::json!({
         "makespan": makespan,
         "lower_bound": lower_bound,
         "time_to_best_ms": elapsed_ms,
-        "starts": starts,
+        "starts": starts(schedule),
         "optimal": makespan == lower_bound,
         "solver_time_ms": elapsed_ms,
         "iterations": decisions,
@@ -96,21 +91,24 @@ pub fn solution_json(
     params: &SolveParams,
 ) -> Result<serde_json::Value, SolverError> {
     let sol = solve(inst, params)?;
-    let starts: Vec<Vec<i64>> = sol
-        .schedule
-        .jobs
-        .iter()
-        .map(|ops| ops.iter().map(|o| o.start).collect())
-        .collect();
     Ok(serde_json::json!({
         "makespan": sol.makespan,
         "lower_bound": sol.lower_bound,
         "time_to_best_ms": sol.time_to_best_ms,
-        "starts": starts,
+        "starts": starts(&sol.schedule),
         "optimal": sol.optimal,
         "solver_time_ms": sol.stats.solver_time_ms,
         "iterations": sol.stats.iterations,
         "restarts": sol.stats.restarts,
         "initial_makespan": sol.stats.initial_makespan,
     }))
+}
+
+/// `starts[j][k]`: start of operation `k` of job `j` (the CLI document's `starts`).
+fn starts(schedule: &Schedule) -> Vec<Vec<i64>> {
+    schedule
+        .jobs
+        .iter()
+        .map(|ops| ops.iter().map(|o| o.start).collect())
+        .collect()
 }
