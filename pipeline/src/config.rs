@@ -104,6 +104,11 @@ pub struct ModelsConfig {
 }
 
 impl ModelsConfig {
+    /// The dispatching policy's folder, `<dir>/rl`.
+    pub fn policy_dir(&self) -> PathBuf {
+        self.dir.join("rl")
+    }
+
     /// The configured library path, if any.
     pub fn library(&self) -> Option<PathBuf> {
         (!self.ort_library.is_empty()).then(|| PathBuf::from(&self.ort_library))

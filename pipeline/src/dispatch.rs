@@ -35,7 +35,7 @@ impl PolicyPlanner {
     /// The configured policy (`<models.dir>/rl`), or `None` with a warning when it cannot be
     /// loaded (the endpoint then answers 503; the rest of the API is unaffected).
     pub fn from_config(cfg: &Config) -> Option<Arc<dyn DispatchPlanner>> {
-        let dir = cfg.models.dir.join("rl");
+        let dir = cfg.models.policy_dir();
         match PolicyPlanner::load(&dir, cfg.models.library().as_deref(), 1) {
             Ok(p) => {
                 tracing::info!(dir = %dir.display(), version = %p.version, "dispatching policy loaded");

@@ -55,7 +55,7 @@ fn dispatch(
         let dir = args
             .policy
             .clone()
-            .unwrap_or_else(|| cfg.models.dir.join("rl"));
+            .unwrap_or_else(|| cfg.models.policy_dir());
         let threads = args.threads.max(1);
         let mut policy = twinline_processors::dispatch::PolicyScorer::load(
             &dir,
@@ -99,15 +99,19 @@ fn dispatch(
 
 const METHODS: &str = "solver, rl, spt, mwkr, mopnr, fdd-mwkr";
 
+/// The OR-Library instance in `path`.
+fn read_instance(path: &std::path::Path) -> Result<twinline_solver::Instance> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    Ok(twinline_solver::parse_orlib(&text)?)
+}
+
 pub fn run(cfg: Config, args: ScheduleArgs) -> Result<()> {
     if args.format != "json" {
         bail!("--format {} is not supported; use json", args.format);
     }
     if args.method != "solver" {
-        let path = args.instance.display().to_string();
-        let text = std::fs::read_to_string(&args.instance)
-            .map_err(|e| anyhow::anyhow!("cannot read {path}: {e}"))?;
-        let inst = twinline_solver::parse_orlib(&text)?;
+        let inst = read_instance(&args.instance)?;
         let v = dispatch(&cfg, &args, &inst)?;
         println!("{}", serde_json::to_string(&v)?);
         return Ok(());
@@ -120,10 +124,7 @@ pub fn run(cfg: Config, args: ScheduleArgs) -> Result<()> {
             args.seed,
         )?,
         Some(n) => {
-            let path = args.instance.display().to_string();
-            let text = std::fs::read_to_string(&args.instance)
-                .map_err(|e| anyhow::anyhow!("cannot read {path}: {e}"))?;
-            let inst = twinline_solver::parse_orlib(&text)?;
+            let inst = read_instance(&args.instance)?;
             if !(args.time_limit.is_finite() && args.time_limit > 0.0) {
                 bail!("--time-limit must be a positive number of seconds");
             }

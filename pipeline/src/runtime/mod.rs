@@ -270,7 +270,7 @@ fn open_task(a: &TaskRunnerArgs, f: &Arc<Frontiers>, id: TaskId) -> Result<Task,
             if a.cfg.scheduling.quick_plan {
                 // One intra-op thread and greedy decoding: the quick plans are a function of the
                 // log, as replays require.
-                let dir = a.cfg.models.dir.join("rl");
+                let dir = a.cfg.models.policy_dir();
                 match twinline_processors::dispatch::PolicyScorer::load(
                     &dir,
                     a.cfg.models.library().as_deref(),
