@@ -9,7 +9,13 @@ ensure_web
 apt_install psql postgresql-client
 cd "$ROOT"
 log "building the workspace"
-cargo build --workspace --bins --tests
+# The JSON messages name every unit the tests use (.ci/run prunes the shared cache down to them);
+# diagnostics and progress still go to the terminal.
+units="$CARGO_TARGET_DIR/units-debug.jsonl"
+rm -f "$units"
+cargo build --workspace --bins --tests --message-format=json-render-diagnostics > "$units.part"
+cargo test --workspace --no-run --message-format=json-render-diagnostics >> "$units.part"
+mv "$units.part" "$units"
 log "running the Rust tests"
 set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee "$CARGO_TARGET_DIR/cargo-test.log"
