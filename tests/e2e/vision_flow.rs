@@ -224,7 +224,7 @@ fn image_to_defect_to_twin_health_to_websocket_warning() {
         loop {
             let msg = tokio::time::timeout_at(deadline, ws.next())
                 .await
-                .expect("a push showing M002 in WARNING within 30 s")
+                .expect("a push showing M002 in WARNING with every upload counted within 30 s")
                 .expect("stream open")
                 .expect("no error");
             let Message::Text(t) = msg else { continue };
@@ -236,8 +236,12 @@ fn image_to_defect_to_twin_health_to_websocket_warning() {
                 .as_array()
                 .cloned()
                 .unwrap_or_default();
+            // A push may still carry a state from before the last uploads were counted (it
+            // can already be WARNING for health): wait for one that includes them all.
             if let Some(m) = machines.iter().find(|m| m["machine_id"] == "M002") {
-                if m["status"] == "WARNING" {
+                if m["status"] == "WARNING"
+                    && m["defects"].as_i64().unwrap_or(0) >= after["defects"].as_i64().unwrap()
+                {
                     return m.clone();
                 }
             }
