@@ -7,6 +7,9 @@ ensure_python
 ensure_web
 # psql (Debian) for the Postgres wire-protocol tests
 apt_install psql postgresql-client
+# Java and Maven (Debian) to fetch and run the real Kafka of the distributed-mode tests
+apt_install java openjdk-17-jre-headless
+apt_install mvn maven
 cd "$ROOT"
 log "building the workspace"
 # The JSON messages name every unit the tests use (.ci/run prunes the shared cache down to them);
@@ -16,6 +19,25 @@ rm -f "$units"
 cargo build --workspace --bins --tests --message-format=json-render-diagnostics > "$units.part"
 cargo test --workspace --no-run --message-format=json-render-diagnostics >> "$units.part"
 mv "$units.part" "$units"
+# The real servers of the distributed-mode tests (docker/local/up: Apache Kafka and Apache
+# Cassandra, fetched from Maven Central once, started on 127.0.0.1), unless the caller already
+# points at some (TWINLINE_KAFKA, TWINLINE_SCYLLA); the ones started here are stopped at exit.
+servers=()
+[ -n "${TWINLINE_KAFKA:-}" ] || servers+=(kafka)
+[ -n "${TWINLINE_SCYLLA:-}" ] || servers+=(cassandra)
+if [ ${#servers[@]} -gt 0 ]; then
+    only=$(IFS=,; echo "${servers[*]}")
+    log "starting $only for the distributed-mode tests (docker/local/up)"
+    servers_t0=$(date +%s)
+    servers_env="$(bash "$ROOT/docker/local/up" --only "$only")"
+    eval "$servers_env"
+    # Only the tests that start `twinline registry` use a registry (a set URL would send every
+    # `twinline run` of the other tests to it).
+    unset TWINLINE_SCHEMA_REGISTRY
+    export TWINLINE_KAFKA TWINLINE_SCYLLA
+    trap 'bash "$ROOT/docker/local/down" >/dev/null 2>&1 || true' EXIT
+    log "servers answer: Kafka $TWINLINE_KAFKA, Cassandra $TWINLINE_SCYLLA ($(( $(date +%s) - servers_t0 )) s)"
+fi
 log "running the Rust tests"
 set +e
 cargo test --workspace --no-fail-fast 2>&1 | tee "$CARGO_TARGET_DIR/cargo-test.log"

@@ -182,6 +182,11 @@ pub struct Server {
 
 impl Server {
     pub fn start(args: &[&str], env: &[(&str, &str)], listen: &str) -> Server {
+        Self::start_probe(args, env, listen, "/health/live")
+    }
+
+    /// [`Server::start`], ready once `GET <probe>` answers 200.
+    pub fn start_probe(args: &[&str], env: &[(&str, &str)], listen: &str, probe: &str) -> Server {
         let child = Command::new(twinline_bin())
             .args(args)
             .env("TWINLINE_LOG", "warn")
@@ -192,7 +197,7 @@ impl Server {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
             if std::net::TcpStream::connect(listen).is_ok() {
-                http_get_json(listen, "/health/live");
+                http_get_json(listen, probe);
                 return server;
             }
             if let Some(status) = server.child.as_mut().unwrap().try_wait().unwrap() {
@@ -204,6 +209,11 @@ impl Server {
             );
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
+    }
+
+    /// The process id (for `kill -9` scenarios).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
     }
 
     /// Ctrl-C (SIGINT), then waits for the final checkpoint and a clean exit.
@@ -327,4 +337,71 @@ pub fn twinline_with_models(args: &[&str]) -> Output {
         .env("TWINLINE_LOG", "warn")
         .output()
         .expect("spawning twinline")
+}
+
+/// The project's Python (the venv scripts/test.sh installs), or `TWINLINE_PYTHON`.
+pub fn python() -> PathBuf {
+    let py = std::env::var_os("TWINLINE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/python"));
+    assert!(
+        py.exists(),
+        "{} is missing: run scripts/test.sh (it installs the Python clients into .venv)",
+        py.display()
+    );
+    py
+}
+
+/// Bootstrap servers of the real Apache Kafka broker the distributed-mode tests use:
+/// `TWINLINE_KAFKA` when set (scripts/test.sh starts the servers and sets it), otherwise
+/// `docker/local/up --only kafka` is run once (it fetches and starts Kafka, or only probes it if
+/// it already runs) and its `TWINLINE_KAFKA=` line is used.
+pub fn kafka() -> String {
+    static KAFKA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KAFKA
+        .get_or_init(|| local_server("kafka", "TWINLINE_KAFKA"))
+        .clone()
+}
+
+/// Contact point of the real Apache Cassandra the distributed-mode tests use: `TWINLINE_SCYLLA`
+/// when set, otherwise `docker/local/up --only cassandra` is run once, as for [`kafka`].
+pub fn cassandra() -> String {
+    static CASSANDRA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CASSANDRA
+        .get_or_init(|| local_server("cassandra", "TWINLINE_SCYLLA"))
+        .clone()
+}
+
+fn local_server(name: &str, var: &str) -> String {
+    if let Ok(v) = std::env::var(var) {
+        if !v.is_empty() {
+            return v;
+        }
+    }
+    let out = Command::new(repo_root().join("docker/local/up"))
+        .args(["--only", name])
+        .output()
+        .expect("running docker/local/up");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "docker/local/up --only {name} failed: {}\n{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prefix = format!("{var}=");
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("docker/local/up printed no {var}"))
+}
+
+/// A name no earlier test run used (topics in a Kafka that outlives test runs).
+pub fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos();
+    format!("{prefix}-{}-{nanos}", std::process::id())
 }

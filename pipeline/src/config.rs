@@ -32,6 +32,27 @@ pub struct Config {
     pub scheduling: twinline_processors::scheduler::SchedulerConfig,
     pub history: HistorySection,
     pub sql: SqlSection,
+    pub distributed: DistributedSection,
+}
+
+/// Distributed mode's servers (empty = the embedded equivalent). See docker/README.md.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistributedSection {
+    /// Apache Kafka bootstrap servers.
+    pub kafka: String,
+    /// URL of a Confluent-compatible schema registry.
+    pub schema_registry: String,
+    /// Scylla/Cassandra contact points, comma-separated.
+    pub scylla: String,
+    /// Keyspace of the served state (created with `replication` if missing).
+    pub scylla_keyspace: String,
+    /// Cassandra writes in flight at once.
+    pub scylla_concurrency: usize,
+    /// The compacted topic `twinline registry` keeps the schemas in.
+    pub registry_topic: String,
+    /// Replication factor of the topics twinline creates in Kafka.
+    pub replication: i32,
 }
 
 /// The Parquet history (`twinline_sinks::history`).

@@ -16,9 +16,11 @@ use twinline_log::EventLog;
 use twinline_queries::api::{ApiBackend, DetectHub, IngestAck};
 use twinline_queries::views::Views;
 use twinline_schemas::{Payload, Topic};
+use twinline_sinks::cassandra::{CassandraConfig, CassandraSink};
 use twinline_sinks::history::{HistoryStore, HistoryWriter};
 
 use crate::config::Config;
+use crate::runtime::cassandrafeed::CassandraFeeder;
 use crate::runtime::historyfeed::HistoryFeeder;
 use crate::runtime::ingest::Ingestor;
 use crate::runtime::metrics::Metrics;
@@ -46,7 +48,8 @@ pub struct StartOptions {
     pub factory: Option<ProcessorFactory>,
     /// Fold the log into the views (off for replay and pure processing runs).
     pub views: bool,
-    /// Write the Parquet history (when `[history] enabled`; off for replay).
+    /// Run the sinks: the Parquet history (when `[history] enabled`) and the Cassandra served
+    /// state (when `distributed.scylla` is set). Off for replay.
     pub history: bool,
 }
 
@@ -67,6 +70,8 @@ pub struct EmbeddedPipeline {
     history_stop: Arc<AtomicBool>,
     history_caught_up: Arc<AtomicBool>,
     history_feeder: Option<JoinHandle<Result<()>>>,
+    cassandra_caught_up: Arc<AtomicBool>,
+    cassandra_feeder: Option<JoinHandle<Result<()>>>,
     producer: Option<JoinHandle<Result<()>>>,
     lag_stop: Arc<AtomicBool>,
     lag: Option<JoinHandle<()>>,
@@ -79,6 +84,12 @@ pub struct EmbeddedPipeline {
 impl EmbeddedPipeline {
     pub fn start(cfg: &Config, dir: &Path, opts: StartOptions) -> Result<EmbeddedPipeline> {
         let store = Arc::new(Store::open(dir, cfg)?);
+        // Connect to Cassandra before anything runs: a wrong address fails the start.
+        let cassandra = if opts.history && !cfg.distributed.scylla.is_empty() {
+            Some(connect_cassandra(cfg)?)
+        } else {
+            None
+        };
         let metrics = Arc::new(Metrics::new());
         let control = runtime::new_control(runtime::task_count(cfg, store.partitions));
         let views = Arc::new(Views::new(crate::commands::view_config(cfg)));
@@ -143,6 +154,19 @@ impl EmbeddedPipeline {
         } else {
             (None, None)
         };
+        let cassandra_caught_up = Arc::new(AtomicBool::new(false));
+        let cassandra_feeder = match cassandra {
+            Some((sink, rt)) => {
+                let f = CassandraFeeder::new(store.log_dyn(), store.codec.clone(), sink, rt)?;
+                let (stop, cu) = (history_stop.clone(), cassandra_caught_up.clone());
+                Some(
+                    std::thread::Builder::new()
+                        .name("cassandra".into())
+                        .spawn(move || f.run(stop, cu))?,
+                )
+            }
+            None => None,
+        };
         let resume = match &opts.simulate {
             Some(sim) => simulator_resume_point(&store, &sim.config)?,
             None => 0,
@@ -200,6 +224,8 @@ impl EmbeddedPipeline {
             history_stop,
             history_caught_up,
             history_feeder,
+            cassandra_caught_up,
+            cassandra_feeder,
             producer,
             lag_stop,
             lag,
@@ -279,11 +305,37 @@ impl EmbeddedPipeline {
             h.join()
                 .map_err(|_| anyhow::anyhow!("history writer panicked"))??;
         }
+        if let Some(c) = self.cassandra_feeder.take() {
+            c.join()
+                .map_err(|_| anyhow::anyhow!("Cassandra feeder panicked"))??;
+        }
         if let Some(l) = self.lag.take() {
             let _ = l.join();
         }
         Ok(())
     }
+
+    /// Whether the Cassandra feeder has found nothing new at least once (or is not running).
+    pub fn cassandra_caught_up(&self) -> bool {
+        self.cassandra_feeder.is_none() || self.cassandra_caught_up.load(Ordering::Acquire)
+    }
+}
+
+/// Connects the Cassandra sink of `distributed.scylla` (creating its keyspace and tables), with
+/// the runtime its feeder thread drives it on.
+fn connect_cassandra(cfg: &Config) -> Result<(CassandraSink, tokio::runtime::Runtime)> {
+    let mut c = CassandraConfig::new(&cfg.distributed.scylla, &cfg.api.factory_id);
+    c.keyspace = cfg.distributed.scylla_keyspace.clone();
+    c.replication = cfg.distributed.replication.max(1) as u32;
+    c.concurrency = cfg.distributed.scylla_concurrency.max(1);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the Cassandra sink's runtime")?;
+    let sink = rt
+        .block_on(CassandraSink::connect(c))
+        .context("connecting the Cassandra sink (distributed.scylla)")?;
+    Ok((sink, rt))
 }
 
 /// Opens the history at `location` (a directory or an object-store URL).

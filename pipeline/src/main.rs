@@ -47,6 +47,8 @@ enum Command {
     Bench(commands::bench::BenchArgs),
     /// Run the defect model on one PNG or JPEG file and print the result as JSON.
     Detect(commands::detect::DetectArgs),
+    /// Serve a Confluent-compatible schema registry kept in a Kafka topic.
+    Registry(commands::registry::RegistryArgs),
     /// Print the effective configuration (secrets redacted).
     Config,
 }
@@ -65,6 +67,7 @@ fn main() -> Result<()> {
         Command::Schedule(a) => commands::schedule::run(cfg, a),
         Command::Bench(a) => commands::bench::run(cfg, a),
         Command::Detect(a) => commands::detect::run(cfg, a),
+        Command::Registry(a) => commands::registry::run(cfg, a),
         Command::Config => {
             print!("{}", cfg.redacted_toml());
             Ok(())

@@ -1,13 +1,15 @@
 //! The data directory: embedded log, schema registry, codec and checkpoints, opened together.
 //!
-//! Layout under `--data DIR`: `log/` (topics, partitions, segments), `registry/` (schema ids),
-//! `checkpoints/` (one file per task).
+//! Layout under `--data DIR`: `log/` (topics, partitions, segments), `registry/` (schema ids, or
+//! `registry/remote-url` naming the Confluent-compatible registry the directory's records were
+//! written against), `checkpoints/` (one file per task).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use twinline_log::{EmbeddedLog, EventLog, FsyncPolicy, LogConfig};
+use twinline_registry::RemoteRegistry;
 use twinline_schemas::{Codec, EmbeddedRegistry, SchemaRegistry, Topic};
 
 use crate::config::{Config, FsyncMode};
@@ -15,7 +17,7 @@ use crate::config::{Config, FsyncMode};
 pub struct Store {
     pub dir: PathBuf,
     pub log: Arc<EmbeddedLog>,
-    pub registry: Arc<EmbeddedRegistry>,
+    pub registry: Arc<dyn SchemaRegistry>,
     pub codec: Arc<Codec>,
     pub partitions: u32,
 }
@@ -44,6 +46,55 @@ pub fn log_config(cfg: &Config) -> LogConfig {
     }
 }
 
+/// Name of the file in `<data>/registry/` that records the remote registry in use.
+const REMOTE_URL_FILE: &str = "remote-url";
+const REMOTE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn registry_name(dir: &Path, url: &str) -> String {
+    if url.is_empty() {
+        format!("the registry in {}", dir.join("registry").display())
+    } else {
+        format!("the schema registry at {url}")
+    }
+}
+
+/// The data directory's own registry, or the remote one at `url` (recorded in the directory, so
+/// read-only tools resolve the same ids). A directory that has used one registry refuses the
+/// other: its records carry that registry's ids.
+fn open_registry(dir: &Path, url: &str) -> Result<Arc<dyn SchemaRegistry>> {
+    let reg_dir = dir.join("registry");
+    let marker = reg_dir.join(REMOTE_URL_FILE);
+    let recorded = std::fs::read_to_string(&marker)
+        .map(|u| u.trim().to_string())
+        .ok();
+    let has_local = reg_dir.join("registry.json").exists();
+    if url.is_empty() {
+        if let Some(r) = recorded {
+            bail!(
+                "{} was written with schema ids of the registry at {r}: pass --schema-registry {r}",
+                dir.display()
+            );
+        }
+        return Ok(Arc::new(EmbeddedRegistry::open(&reg_dir).with_context(
+            || format!("opening the schema registry in {}", dir.display()),
+        )?));
+    }
+    if has_local {
+        bail!(
+            "{} already holds records with its own schema ids (registry/registry.json): use a \
+             fresh --data directory with --schema-registry",
+            dir.display()
+        );
+    }
+    if let Some(r) = recorded.filter(|r| r != url) {
+        tracing::warn!(recorded = %r, now = %url, "the data directory used another registry URL before; ids must be the same registry's");
+    }
+    std::fs::create_dir_all(&reg_dir).with_context(|| format!("creating {}", reg_dir.display()))?;
+    std::fs::write(&marker, format!("{url}\n"))
+        .with_context(|| format!("writing {}", marker.display()))?;
+    Ok(Arc::new(RemoteRegistry::new(url, REMOTE_TIMEOUT)?))
+}
+
 impl Store {
     /// Open (creating if needed) for writing; takes the directory's writer lock.
     pub fn open(dir: &Path, cfg: &Config) -> Result<Store> {
@@ -53,14 +104,13 @@ impl Store {
             EmbeddedLog::open(&dir.join("log"), log_config(cfg))
                 .with_context(|| format!("opening the event log in {}", dir.display()))?,
         );
-        let registry = Arc::new(
-            EmbeddedRegistry::open(&dir.join("registry"))
-                .with_context(|| format!("opening the schema registry in {}", dir.display()))?,
-        );
-        let codec = Arc::new(
-            Codec::new(registry.clone() as Arc<dyn SchemaRegistry>)
-                .context("registering schemas")?,
-        );
+        let registry = open_registry(dir, &cfg.distributed.schema_registry)?;
+        let codec = Arc::new(Codec::new(registry.clone()).with_context(|| {
+            format!(
+                "registering twinline's schemas with {}",
+                registry_name(dir, &cfg.distributed.schema_registry)
+            )
+        })?);
         let existing = log.partitions(Topic::SensorReadings.name()).ok();
         let partitions = match existing {
             Some(n) if n != cfg.log.partitions => {
@@ -99,12 +149,18 @@ impl Store {
             EmbeddedLog::open_read_only(&dir.join("log"))
                 .with_context(|| format!("opening {}", dir.display()))?,
         );
-        let registry = Arc::new(
-            EmbeddedRegistry::open(&dir.join("registry")).context("opening the schema registry")?,
-        );
-        let codec = Arc::new(
-            Codec::new(registry.clone() as Arc<dyn SchemaRegistry>).context("loading schemas")?,
-        );
+        let remote = std::fs::read_to_string(dir.join("registry").join(REMOTE_URL_FILE))
+            .map(|u| u.trim().to_string())
+            .unwrap_or_default();
+        let registry: Arc<dyn SchemaRegistry> = if remote.is_empty() {
+            Arc::new(
+                EmbeddedRegistry::open(&dir.join("registry"))
+                    .context("opening the schema registry")?,
+            )
+        } else {
+            Arc::new(RemoteRegistry::new(&remote, REMOTE_TIMEOUT)?)
+        };
+        let codec = Arc::new(Codec::new(registry.clone()).context("loading schemas")?);
         let partitions = log
             .partitions(Topic::SensorReadings.name())
             .context("reading topic metadata")?;

@@ -33,6 +33,11 @@ pub enum SchemaError {
     #[error("cannot encode a {topic} record: {reason}")]
     Encode { topic: Topic, reason: String },
 
+    /// A registry server or the store behind it could not be reached or answered an error
+    /// that is not one of the above (external; may be retried).
+    #[error("schema registry {registry}: {reason}")]
+    Remote { registry: String, reason: String },
+
     /// Ids are `u32` (Confluent wire format); the registry ran out of them.
     #[error("schema registry has no schema ids left")]
     IdsExhausted,

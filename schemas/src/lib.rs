@@ -32,5 +32,8 @@ pub use codec::{split_wire, Codec, HEADER_LEN, MAGIC};
 pub use error::{DecodeError, JsonError, SchemaError};
 pub use payload::{Payload, Record};
 pub use records::*;
-pub use registry::{EmbeddedRegistry, MemoryRegistry, RegisteredSchema, SchemaRegistry};
+pub use registry::{
+    check_backward, parse_schema, same_schema, EmbeddedRegistry, MemoryRegistry, RegisteredSchema,
+    Registration, RegistryBook, SchemaRegistry,
+};
 pub use topic::{Topic, UnknownTopic};

@@ -1,5 +1,6 @@
 //! The schema registry contract, its backward-compatibility rule, and two implementations:
-//! [`EmbeddedRegistry`] (one JSON file, for embedded mode) and [`MemoryRegistry`] (tests).
+//! [`EmbeddedRegistry`] (one JSON file, for embedded mode) and [`MemoryRegistry`] (tests), plus
+//! [`RegistryBook`], the same rules over a state stored elsewhere (a Kafka topic).
 //!
 //! Semantics follow Confluent's registry where it matters to the wire format: ids are global,
 //! start at 1 and only grow; versions are per subject and start at 1; registering a schema that
@@ -150,22 +151,35 @@ impl RegistryState {
 
     /// Returns the id and whether the state changed.
     fn register(&mut self, subject: &str, schema_json: &str) -> Result<(u32, bool), SchemaError> {
+        match self.plan(subject, schema_json)? {
+            Registration::Existing(s) => Ok((s.id, false)),
+            Registration::New(s) => {
+                let id = s.id;
+                self.next_id = id.checked_add(1).ok_or(SchemaError::IdsExhausted)?;
+                self.schemas.push(s);
+                Ok((id, true))
+            }
+        }
+    }
+
+    /// What registering `schema_json` under `subject` would do, without doing it.
+    fn plan(&self, subject: &str, schema_json: &str) -> Result<Registration, SchemaError> {
         let parsed = parse_schema(subject, schema_json)?;
         let earlier = self.versions(subject);
         if let Some(existing) = earlier.iter().find(|s| same_schema(&s.schema, schema_json)) {
-            return Ok((existing.id, false));
+            return Ok(Registration::Existing(existing.clone()));
         }
         check_backward(subject, &earlier, &parsed)?;
-        let id = self.next_id;
-        self.next_id = id.checked_add(1).ok_or(SchemaError::IdsExhausted)?;
+        if self.next_id == u32::MAX {
+            return Err(SchemaError::IdsExhausted);
+        }
         let version = earlier.iter().map(|s| s.version).max().unwrap_or(0) + 1;
-        self.schemas.push(RegisteredSchema {
-            id,
+        Ok(Registration::New(RegisteredSchema {
+            id: self.next_id,
             subject: subject.to_string(),
             version,
             schema: schema_json.to_string(),
-        });
-        Ok((id, true))
+        }))
     }
 
     fn by_id(&self, id: u32) -> Option<RegisteredSchema> {
@@ -208,6 +222,94 @@ impl RegistryState {
                 .map_err(|e| format!("schema id {} does not parse: {e}", s.id))?;
         }
         Ok(())
+    }
+}
+
+/// What registering a schema under a subject amounts to (see [`RegistryBook::plan`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registration {
+    /// The same schema is already a version of the subject: its id is the answer.
+    Existing(RegisteredSchema),
+    /// A new version with the next free id, not yet recorded anywhere.
+    New(RegisteredSchema),
+}
+
+/// The registry's rules over a state that is stored elsewhere, e.g. a Kafka topic read back in
+/// order: [`plan`](Self::plan) decides with the same rules as the built-in registries
+/// (ids, versions, BACKWARD_TRANSITIVE), [`apply`](Self::apply) records what the store holds.
+#[derive(Debug, Clone)]
+pub struct RegistryBook {
+    state: RegistryState,
+}
+
+impl Default for RegistryBook {
+    fn default() -> Self {
+        RegistryBook {
+            state: RegistryState::new(),
+        }
+    }
+}
+
+impl RegistryBook {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// What registering `schema_json` under `subject` would do; changes nothing.
+    pub fn plan(&self, subject: &str, schema_json: &str) -> Result<Registration, SchemaError> {
+        self.state.plan(subject, schema_json)
+    }
+
+    /// Records a schema read from the store. Returns false, recording nothing, when it
+    /// conflicts with one recorded earlier (its id, or its subject and version, are taken) or
+    /// its id is 0 or its text does not parse: in a store read in order, the first writer wins.
+    pub fn apply(&mut self, s: RegisteredSchema) -> bool {
+        let st = &mut self.state;
+        if s.id == 0
+            || s.version == 0
+            || st
+                .schemas
+                .iter()
+                .any(|o| o.id == s.id || (o.subject == s.subject && o.version == s.version))
+            || apache_avro::Schema::parse_str(&s.schema).is_err()
+        {
+            return false;
+        }
+        st.next_id = st.next_id.max(s.id.saturating_add(1));
+        st.schemas.push(s);
+        true
+    }
+
+    pub fn by_id(&self, id: u32) -> Option<RegisteredSchema> {
+        self.state.by_id(id)
+    }
+
+    pub fn latest(&self, subject: &str) -> Option<RegisteredSchema> {
+        self.state.latest(subject)
+    }
+
+    /// Every version of `subject`, in registration order.
+    pub fn versions(&self, subject: &str) -> Vec<RegisteredSchema> {
+        self.state.versions(subject)
+    }
+
+    /// All subjects, sorted.
+    pub fn subjects(&self) -> Vec<String> {
+        self.state.subjects()
+    }
+
+    /// The version of `subject` that is the same schema as `schema_json`, if any.
+    pub fn lookup(&self, subject: &str, schema_json: &str) -> Option<RegisteredSchema> {
+        self.state
+            .schemas
+            .iter()
+            .find(|s| s.subject == subject && same_schema(&s.schema, schema_json))
+            .cloned()
+    }
+
+    /// Every schema recorded, in the order recorded.
+    pub fn all(&self) -> &[RegisteredSchema] {
+        &self.state.schemas
     }
 }
 

@@ -1,9 +1,11 @@
 //! End-to-end scenarios against the real `twinline` binary and data directories.
 
+mod cassandra;
 mod crash_recovery;
 mod dead_letters;
 mod history;
 mod predictive_flow;
+mod registry;
 mod replay;
 mod rl_dispatch;
 mod scheduling_flow;

@@ -7,6 +7,7 @@ pub mod bench_vision;
 pub mod detect;
 pub mod logcmd;
 pub mod query;
+pub mod registry;
 pub mod replay;
 pub mod run;
 pub mod schedule;

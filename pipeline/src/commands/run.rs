@@ -57,6 +57,16 @@ pub struct RunArgs {
     /// Directory with the built dashboard (defaults to queries/web/dist next to the binary's source).
     #[arg(long)]
     pub web_dir: Option<PathBuf>,
+    /// Confluent-compatible schema registry (e.g. `twinline registry`) to register every schema
+    /// with at startup and resolve schema ids through (default from config
+    /// `distributed.schema_registry`: the data directory's own registry).
+    #[arg(long, env = "TWINLINE_SCHEMA_REGISTRY")]
+    pub schema_registry: Option<String>,
+    /// Scylla/Cassandra contact points (comma-separated `host:port`) to write the served state
+    /// to: current twin state, failure predictions, schedule, day-bucketed twin-state history
+    /// (default from config `distributed.scylla`: none).
+    #[arg(long, env = "TWINLINE_SCYLLA")]
+    pub scylla: Option<String>,
 }
 
 pub fn sim_options(
@@ -86,7 +96,13 @@ pub fn sim_options(
     Ok(s)
 }
 
-pub fn run(cfg: Config, args: RunArgs) -> Result<()> {
+pub fn run(mut cfg: Config, args: RunArgs) -> Result<()> {
+    if let Some(url) = &args.schema_registry {
+        cfg.distributed.schema_registry = url.clone();
+    }
+    if let Some(hosts) = &args.scylla {
+        cfg.distributed.scylla = hosts.clone();
+    }
     let dir = args.data.clone().unwrap_or_else(|| cfg.data.dir.clone());
     let simulate = if args.simulate {
         let mut config = sim_options(&cfg, args.machines, args.seed, args.duration.as_deref())?;

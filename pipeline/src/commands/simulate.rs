@@ -27,9 +27,16 @@ pub struct SimulateArgs {
     /// Pace the simulation to wall time instead of running flat out.
     #[arg(long)]
     pub realtime: bool,
+    /// Confluent-compatible schema registry to register the schemas with and take ids from
+    /// (default from config `distributed.schema_registry`: the data directory's own).
+    #[arg(long, env = "TWINLINE_SCHEMA_REGISTRY")]
+    pub schema_registry: Option<String>,
 }
 
-pub fn run(cfg: Config, args: SimulateArgs) -> Result<()> {
+pub fn run(mut cfg: Config, args: SimulateArgs) -> Result<()> {
+    if let Some(url) = &args.schema_registry {
+        cfg.distributed.schema_registry = url.clone();
+    }
     let dir = args.data.clone().unwrap_or_else(|| cfg.data.dir.clone());
     let store = Store::open(&dir, &cfg)?;
     let sim_cfg = super::run::sim_options(&cfg, args.machines, args.seed, Some(&args.duration))?;

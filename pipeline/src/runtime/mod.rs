@@ -4,6 +4,7 @@
 //! what they emit, checkpoints, restarts a failed task from its checkpoint with backoff, and feeds
 //! the DataFusion views. Processors never see any of this (see `twinline_processors::Processor`).
 
+pub mod cassandrafeed;
 pub mod checkpoint;
 pub mod historyfeed;
 pub mod ingest;
