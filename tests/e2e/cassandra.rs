@@ -1,7 +1,7 @@
 //! The Cassandra sink against a real Apache Cassandra: `twinline run --scylla` creates the
-//! keyspace and tables, the served state equals what the log says, and a run killed with -9 again
-//! and again and then finished leaves exactly the rows of a clean run (idempotent upserts,
-//! positions committed only after Cassandra acknowledged).
+//! keyspace and tables, the served state equals what the log says, and a run over the same
+//! inputs killed with -9 again and again and then finished leaves exactly the rows of a clean
+//! run (idempotent upserts, positions committed only after Cassandra acknowledged).
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -22,22 +22,7 @@ const TABLES: [&str; 5] = [
 ];
 
 fn run_args<'a>(dir: &'a str, host: &'a str) -> Vec<&'a str> {
-    vec![
-        "run",
-        "--data",
-        dir,
-        "--simulate",
-        "--fast",
-        "--machines",
-        "3",
-        "--duration",
-        "3h",
-        "--seed",
-        "21",
-        "--until-caught-up",
-        "--scylla",
-        host,
-    ]
+    vec!["run", "--data", dir, "--until-caught-up", "--scylla", host]
 }
 
 fn command(dir: &str, host: &str, keyspace: &str) -> Command {
@@ -101,6 +86,23 @@ fn served_state_in_cassandra_survives_kill_dash_nine_and_equals_a_clean_run() {
     let clean = tmp.path().join("clean");
     let crashed = tmp.path().join("crashed");
     let (clean_s, crashed_s) = (clean.to_str().unwrap(), crashed.to_str().unwrap());
+    // The same inputs in two directories.
+    twinline_tests::twinline(&[
+        "simulate",
+        "--data",
+        clean_s,
+        "--machines",
+        "3",
+        "--duration",
+        "4h",
+        "--seed",
+        "21",
+    ]);
+    let cp = Command::new("cp")
+        .args(["-a", clean_s, crashed_s])
+        .status()
+        .unwrap();
+    assert!(cp.success());
 
     // A clean run.
     let out = command(clean_s, &host, &clean_ks).output().unwrap();
@@ -110,9 +112,9 @@ fn served_state_in_cassandra_survives_kill_dash_nine_and_equals_a_clean_run() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // The same plant, killed with -9 several times, then run to the end.
+    // The same inputs, the run killed with -9 several times, then run to the end.
     let mut killed = 0;
-    for wait_ms in [1500u64, 2500, 4000] {
+    for wait_ms in [700u64, 1000, 1300, 1600] {
         let mut child = command(crashed_s, &host, &crash_ks).spawn().unwrap();
         std::thread::sleep(Duration::from_millis(wait_ms));
         if child.try_wait().unwrap().is_none() {

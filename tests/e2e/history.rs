@@ -199,14 +199,6 @@ fn interrupted_flush_leaves_no_trace_and_resumes() {
     assert_eq!(after, view, "resumed history is exactly the log");
 }
 
-/// The project's Python (the venv scripts/test.sh installs), or `TWINLINE_PYTHON`.
-fn python() -> std::path::PathBuf {
-    match std::env::var_os("TWINLINE_PYTHON") {
-        Some(p) => p.into(),
-        None => twinline_tests::repo_root().join(".venv/bin/python"),
-    }
-}
-
 /// Kills the S3 server when the test ends, however it ends.
 struct Child(std::process::Child);
 
@@ -221,12 +213,7 @@ impl Drop for Child {
 fn history_in_an_s3_compatible_object_store() {
     let port = twinline_tests::free_port();
     let endpoint = format!("http://127.0.0.1:{port}");
-    let py = python();
-    assert!(
-        py.exists(),
-        "{} is missing: run scripts/test.sh (it installs moto into .venv)",
-        py.display()
-    );
+    let py = twinline_tests::python();
     // moto's S3 server: a real S3 HTTP API on localhost.
     let _server = Child(
         std::process::Command::new(&py)

@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use twinline_tests::{free_port, repo_root, twinline_env, Server};
+use twinline_tests::{free_port, twinline_env, Server};
 
 fn psql(port: u16, password: &str, sql: &str) -> (bool, String, String) {
     let out = Command::new("psql")
@@ -153,9 +153,7 @@ fn psql_and_flight_sql_read_views_history_and_the_past() {
     assert!(!ok, "a write went through: {err}");
 
     // ADBC's Flight SQL driver: the same counts.
-    let py = std::env::var_os("TWINLINE_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".venv/bin/python"));
+    let py = twinline_tests::python();
     let script = format!(
         "import adbc_driver_flightsql.dbapi as f\n\
          c = f.connect('grpc://127.0.0.1:{flight}', db_kwargs={{'adbc.flight.sql.authorization_header': 'Bearer reader-secret'}})\n\

@@ -65,18 +65,10 @@ impl CassandraFeeder {
         let mut advanced = Vec::new();
         for &(topic, p) in &self.partitions {
             let name = topic.name();
-            let from = self
-                .log
-                .position(GROUP, name, p)?
-                .unwrap_or(0)
-                .max(self.log.start_offset(name, p)?);
-            let end = self.log.end_offset(name, p)?;
-            // Below our position after a task truncated its outputs: they are re-derived byte
-            // for byte, so wait until the log is past what was written.
-            if from >= end {
+            let from = self.log.position(GROUP, name, p)?.unwrap_or(0);
+            if !super::read_new(&*self.log, topic, p, from, max_bytes, &mut self.read)? {
                 continue;
             }
-            self.log.read(name, p, from, max_bytes, &mut self.read)?;
             let mut next = from;
             for r in self.read.iter() {
                 next = r.offset + 1;
@@ -119,7 +111,7 @@ impl CassandraFeeder {
     /// nothing new.
     pub fn run(mut self, stop: Arc<AtomicBool>, caught_up: Arc<AtomicBool>) -> anyhow::Result<()> {
         let _span = info_span!("cassandra").entered();
-        let mut idle = Duration::from_millis(1);
+        let mut idle = super::IdleBackoff::default();
         loop {
             let stopping = stop.load(Ordering::Acquire);
             let n = self.poll(4 << 20, stopping)?;
@@ -128,10 +120,9 @@ impl CassandraFeeder {
                     return Ok(());
                 }
                 caught_up.store(true, Ordering::Release);
-                std::thread::sleep(idle);
-                idle = (idle * 2).min(Duration::from_millis(50));
+                idle.idle();
             } else {
-                idle = Duration::from_millis(1);
+                idle.busy();
             }
         }
     }

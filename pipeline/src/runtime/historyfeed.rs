@@ -44,18 +44,10 @@ impl HistoryFeeder {
     pub fn poll(&mut self, max_bytes: usize) -> anyhow::Result<usize> {
         let mut total = 0;
         for &(topic, p) in &self.partitions {
-            let from = self
-                .writer
-                .position(topic, p)
-                .max(self.log.start_offset(topic.name(), p)?);
-            let end = self.log.end_offset(topic.name(), p)?;
-            // Below our position after a task truncated its outputs: they are re-derived
-            // byte for byte, so wait until the log is past what the history holds.
-            if from >= end {
+            let from = self.writer.position(topic, p);
+            if !super::read_new(&*self.log, topic, p, from, max_bytes, &mut self.batch)? {
                 continue;
             }
-            self.log
-                .read(topic.name(), p, from, max_bytes, &mut self.batch)?;
             let mut next = from;
             for r in self.batch.iter() {
                 next = r.offset + 1;
@@ -75,7 +67,7 @@ impl HistoryFeeder {
     /// finds nothing new.
     pub fn run(mut self, stop: Arc<AtomicBool>, caught_up: Arc<AtomicBool>) -> anyhow::Result<()> {
         let _span = info_span!("history").entered();
-        let mut idle = Duration::from_millis(1);
+        let mut idle = super::IdleBackoff::default();
         loop {
             let stopping = stop.load(Ordering::Acquire);
             let n = self.poll(4 << 20)?;
@@ -94,10 +86,9 @@ impl HistoryFeeder {
                     return Ok(());
                 }
                 caught_up.store(true, Ordering::Release);
-                std::thread::sleep(idle);
-                idle = (idle * 2).min(Duration::from_millis(50));
+                idle.idle();
             } else {
-                idle = Duration::from_millis(1);
+                idle.busy();
             }
         }
     }

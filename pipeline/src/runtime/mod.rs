@@ -452,3 +452,44 @@ pub fn join_all(handles: Vec<JoinHandle<anyhow::Result<()>>>) -> anyhow::Result<
     }
     first_err.map_or(Ok(()), Err)
 }
+
+/// For the sinks that tail the log from their own positions: reads `topic/p` from `from`
+/// (clamped to the first retained offset) into `batch`. False when there is nothing to read,
+/// which includes a log that ends below `from` after a task truncated its outputs on recovery:
+/// those records are re-derived byte for byte, so the sink waits until the log is past them.
+pub fn read_new(
+    log: &dyn EventLog,
+    topic: Topic,
+    p: u32,
+    from: u64,
+    max_bytes: usize,
+    batch: &mut twinline_log::ReadBatch,
+) -> twinline_log::Result<bool> {
+    let name = topic.name();
+    let from = from.max(log.start_offset(name, p)?);
+    if from >= log.end_offset(name, p)? {
+        return Ok(false);
+    }
+    log.read(name, p, from, max_bytes, batch)?;
+    Ok(true)
+}
+
+/// The sleep of a tailing loop that found nothing: from 1 ms, doubling up to 50 ms.
+pub struct IdleBackoff(Duration);
+
+impl Default for IdleBackoff {
+    fn default() -> Self {
+        IdleBackoff(Duration::from_millis(1))
+    }
+}
+
+impl IdleBackoff {
+    pub fn idle(&mut self) {
+        std::thread::sleep(self.0);
+        self.0 = (self.0 * 2).min(Duration::from_millis(50));
+    }
+
+    pub fn busy(&mut self) {
+        self.0 = Duration::from_millis(1);
+    }
+}
