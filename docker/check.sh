@@ -57,13 +57,26 @@ if compose=$(compose_cmd); then
     printf '%s\n' "$out"
     fail "docker-compose.yml (compose config -q)"
   fi
-  # The processor service must really have the replicas the deployment relies on.
-  if replicas=$($compose -f "$DOCKER_DIR/docker-compose.yml" config --format json 2>/dev/null |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["services"]["processor"]["deploy"]["replicas"])') &&
-    [[ "$replicas" -ge 2 ]]; then
-    ok "docker-compose.yml: processor has $replicas replicas"
+  # Every twinline service must run a command line twinline accepts: each is parsed by the
+  # built binary's own argument parser (`<command> --help` fails on an unknown flag).
+  bin="${TWINLINE_BIN:-$(cd "$DOCKER_DIR/.." && pwd)/target/debug/twinline}"
+  if [[ -x "$bin" ]]; then
+    cmds=$($compose -f "$DOCKER_DIR/docker-compose.yml" config --format json 2>/dev/null |
+      python3 -c 'import json, sys
+for name, s in sorted(json.load(sys.stdin)["services"].items()):
+    if s.get("image") == "twinline:dev":
+        print(name + "\t" + json.dumps(s.get("command") or []))')
+    while IFS=$'\t' read -r name argv; do
+      [[ -n "$name" ]] || continue
+      mapfile -t args < <(python3 -c 'import json, sys; print("\n".join(json.loads(sys.argv[1])))' "$argv")
+      if "$bin" "${args[@]}" --help >/dev/null 2>&1; then
+        ok "docker-compose.yml: $name runs \`twinline ${args[*]}\` (accepted by the CLI)"
+      else
+        fail "docker-compose.yml: $name's command is not a valid twinline command line: ${args[*]}"
+      fi
+    done <<<"$cmds"
   else
-    fail "docker-compose.yml: processor replicas (got '${replicas:-none}')"
+    echo "skip docker-compose.yml commands: no twinline binary at $bin (build it or set TWINLINE_BIN)"
   fi
 else
   fail "docker-compose.yml: no compose CLI available"
