@@ -58,15 +58,21 @@ fn registry_name(dir: &Path, url: &str) -> String {
     }
 }
 
+/// The remote registry URL the data directory records, if any.
+fn recorded_registry(dir: &Path) -> Option<String> {
+    std::fs::read_to_string(dir.join("registry").join(REMOTE_URL_FILE))
+        .map(|u| u.trim().to_string())
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
 /// The data directory's own registry, or the remote one at `url` (recorded in the directory, so
 /// read-only tools resolve the same ids). A directory that has used one registry refuses the
 /// other: its records carry that registry's ids.
 fn open_registry(dir: &Path, url: &str) -> Result<Arc<dyn SchemaRegistry>> {
     let reg_dir = dir.join("registry");
     let marker = reg_dir.join(REMOTE_URL_FILE);
-    let recorded = std::fs::read_to_string(&marker)
-        .map(|u| u.trim().to_string())
-        .ok();
+    let recorded = recorded_registry(dir);
     let has_local = reg_dir.join("registry.json").exists();
     if url.is_empty() {
         if let Some(r) = recorded {
@@ -149,16 +155,12 @@ impl Store {
             EmbeddedLog::open_read_only(&dir.join("log"))
                 .with_context(|| format!("opening {}", dir.display()))?,
         );
-        let remote = std::fs::read_to_string(dir.join("registry").join(REMOTE_URL_FILE))
-            .map(|u| u.trim().to_string())
-            .unwrap_or_default();
-        let registry: Arc<dyn SchemaRegistry> = if remote.is_empty() {
-            Arc::new(
+        let registry: Arc<dyn SchemaRegistry> = match recorded_registry(dir) {
+            None => Arc::new(
                 EmbeddedRegistry::open(&dir.join("registry"))
                     .context("opening the schema registry")?,
-            )
-        } else {
-            Arc::new(RemoteRegistry::new(&remote, REMOTE_TIMEOUT)?)
+            ),
+            Some(remote) => Arc::new(RemoteRegistry::new(&remote, REMOTE_TIMEOUT)?),
         };
         let codec = Arc::new(Codec::new(registry.clone()).context("loading schemas")?);
         let partitions = log

@@ -27,34 +27,9 @@ fn params(threads: usize, seed: u64, iters: u64) -> SolveParams {
     }
 }
 
+/// A Taillard-style instance with durations in 1..=49 (the dispatching environment's generator).
 fn random_jssp(n: usize, m: usize, seed: u64) -> Instance {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let jobs = (0..n)
-        .map(|j| {
-            let mut order: Vec<usize> = (0..m).collect();
-            for i in (1..m).rev() {
-                order.swap(i, rng.gen_range(0..=i));
-            }
-            Job {
-                id: format!("J{j}"),
-                operations: order
-                    .iter()
-                    .map(|&mc| Operation {
-                        eligible: vec![(mc, rng.gen_range(1..50))],
-                    })
-                    .collect(),
-                release: 0,
-                due: None,
-                weight: 1.0,
-            }
-        })
-        .collect();
-    Instance {
-        machines: m,
-        jobs,
-        unavailability: vec![],
-        fixed: vec![],
-    }
+    twinline_solver::dispatch::random_instance(n, m, 49, seed)
 }
 
 #[test]
