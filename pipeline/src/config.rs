@@ -53,6 +53,13 @@ pub struct DistributedSection {
     pub registry_topic: String,
     /// Replication factor of the topics twinline creates in Kafka.
     pub replication: i32,
+    /// Prepended to every Kafka topic, transactional id and group (several pipelines or test
+    /// runs on one cluster).
+    pub topic_prefix: String,
+    /// On Kafka, how often each task commits its transaction (derived records, checkpoint and
+    /// input offsets): the latency a `read_committed` reader sees. Replaces
+    /// `runtime.checkpoint_interval_ms` there.
+    pub commit_interval_ms: u64,
 }
 
 /// The Parquet history (`twinline_sinks::history`).

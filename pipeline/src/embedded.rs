@@ -12,7 +12,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use parking_lot::Mutex;
 use tracing::info;
-use twinline_log::EventLog;
 use twinline_queries::api::{ApiBackend, DetectHub, IngestAck};
 use twinline_queries::views::Views;
 use twinline_schemas::{Payload, Topic};
@@ -84,6 +83,14 @@ pub struct EmbeddedPipeline {
 impl EmbeddedPipeline {
     pub fn start(cfg: &Config, dir: &Path, opts: StartOptions) -> Result<EmbeddedPipeline> {
         let store = Arc::new(Store::open(dir, cfg)?);
+        let mut cfg = cfg.clone();
+        if let Some(kafka) = &store.kafka {
+            // On Kafka a checkpoint is a transaction commit: its interval is the latency of
+            // derived events for read_committed readers.
+            cfg.runtime.checkpoint_interval_ms = cfg.distributed.commit_interval_ms.max(10);
+            kafka.start_sequencer();
+        }
+        let cfg = &cfg;
         // Connect to Cassandra before anything runs: a wrong address fails the start.
         let cassandra = if opts.history && !cfg.distributed.scylla.is_empty() {
             Some(connect_cassandra(cfg)?)
@@ -99,7 +106,20 @@ impl EmbeddedPipeline {
             metrics.clone(),
         )));
         if opts.simulate.is_none() && opts.until_caught_up {
-            control.producers_done.store(true, Ordering::Release);
+            match &store.kafka {
+                // On Kafka the inputs present are those the sequencer has given origins to.
+                Some(kafka) => {
+                    let (kafka, control) = (kafka.clone(), control.clone());
+                    std::thread::Builder::new()
+                        .name("kafka-inputs-done".into())
+                        .spawn(move || {
+                            kafka.wait_inputs_sequenced();
+                            control.producers_done.store(true, Ordering::Release);
+                        })
+                        .context("spawning a thread")?;
+                }
+                None => control.producers_done.store(true, Ordering::Release),
+            }
         }
         let (factory, models) = match opts.factory {
             Some(f) => (f, ModelStatus::default()),
@@ -172,11 +192,14 @@ impl EmbeddedPipeline {
             None => 0,
         };
         let producer = opts.simulate.map(|sim| {
-            let (ing, ctl) = (ingestor.clone(), control.clone());
+            let (ing, ctl, kafka) = (ingestor.clone(), control.clone(), store.kafka.clone());
             std::thread::Builder::new()
                 .name("simulator".into())
                 .spawn(move || {
                     let r = run_simulator(sim, resume, &ing, &ctl);
+                    if let Some(k) = kafka {
+                        k.wait_inputs_sequenced();
+                    }
                     ctl.producers_done.store(true, Ordering::Release);
                     r
                 })

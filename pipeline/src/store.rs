@@ -1,13 +1,16 @@
-//! The data directory: embedded log, schema registry, codec and checkpoints, opened together.
+//! The data directory and the event log (embedded, or Kafka with `distributed.kafka`), schema
+//! registry, codec and checkpoints, opened together.
 //!
-//! Layout under `--data DIR`: `log/` (topics, partitions, segments), `registry/` (schema ids, or
-//! `registry/remote-url` naming the Confluent-compatible registry the directory's records were
-//! written against), `checkpoints/` (one file per task).
+//! Layout under `--data DIR`: `log/` (topics, partitions, segments; embedded only), `registry/`
+//! (schema ids, or `registry/remote-url` naming the Confluent-compatible registry the directory's
+//! records were written against), `checkpoints/` (one file per task; embedded only: on Kafka the
+//! checkpoints live in the `_twinline-checkpoints` topic).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
+use twinline_kafka::{KafkaConfig, KafkaLog};
 use twinline_log::{EmbeddedLog, EventLog, FsyncPolicy, LogConfig};
 use twinline_registry::RemoteRegistry;
 use twinline_schemas::{Codec, EmbeddedRegistry, SchemaRegistry, Topic};
@@ -16,7 +19,9 @@ use crate::config::{Config, FsyncMode};
 
 pub struct Store {
     pub dir: PathBuf,
-    pub log: Arc<EmbeddedLog>,
+    pub log: Arc<dyn EventLog>,
+    /// The Kafka backend, when the log is Kafka (`distributed.kafka`).
+    pub kafka: Option<Arc<KafkaLog>>,
     pub registry: Arc<dyn SchemaRegistry>,
     pub codec: Arc<Codec>,
     pub partitions: u32,
@@ -106,10 +111,14 @@ impl Store {
     pub fn open(dir: &Path, cfg: &Config) -> Result<Store> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating data directory {}", dir.display()))?;
-        let log = Arc::new(
-            EmbeddedLog::open(&dir.join("log"), log_config(cfg))
-                .with_context(|| format!("opening the event log in {}", dir.display()))?,
-        );
+        let kafka = open_kafka(cfg)?;
+        let log: Arc<dyn EventLog> = match &kafka {
+            Some(k) => k.clone(),
+            None => Arc::new(
+                EmbeddedLog::open(&dir.join("log"), log_config(cfg))
+                    .with_context(|| format!("opening the event log in {}", dir.display()))?,
+            ),
+        };
         let registry = open_registry(dir, &cfg.distributed.schema_registry)?;
         let codec = Arc::new(Codec::new(registry.clone()).with_context(|| {
             format!(
@@ -137,6 +146,7 @@ impl Store {
         Ok(Store {
             dir: dir.to_path_buf(),
             log,
+            kafka,
             registry,
             codec,
             partitions,
@@ -169,6 +179,7 @@ impl Store {
         Ok(Store {
             dir: dir.to_path_buf(),
             log,
+            kafka: None,
             registry,
             codec,
             partitions,
@@ -182,4 +193,30 @@ impl Store {
     pub fn log_dyn(&self) -> Arc<dyn EventLog> {
         self.log.clone()
     }
+}
+
+/// The Kafka log when `distributed.kafka` is set. Kafka mode needs a shared schema registry:
+/// every instance and every producer must agree on the ids in the records.
+pub fn open_kafka(cfg: &Config) -> Result<Option<Arc<KafkaLog>>> {
+    let d = &cfg.distributed;
+    if d.kafka.is_empty() {
+        return Ok(None);
+    }
+    if d.schema_registry.is_empty() {
+        bail!(
+            "Kafka mode needs a shared schema registry: pass --schema-registry <url> (for example \
+             `twinline registry --kafka {}`), or set distributed.schema_registry",
+            d.kafka
+        );
+    }
+    let inputs = Topic::ALL
+        .iter()
+        .filter(|t| t.is_input())
+        .map(|t| t.name().to_string())
+        .collect();
+    let mut kc = KafkaConfig::new(d.kafka.clone(), inputs);
+    kc.prefix = d.topic_prefix.clone();
+    kc.replication = d.replication.max(1);
+    let log = KafkaLog::open(kc).with_context(|| format!("connecting to Kafka at {}", d.kafka))?;
+    Ok(Some(Arc::new(log)))
 }

@@ -4,6 +4,7 @@ mod cassandra;
 mod crash_recovery;
 mod dead_letters;
 mod history;
+mod kafka;
 mod predictive_flow;
 mod registry;
 mod replay;

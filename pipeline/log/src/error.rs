@@ -113,6 +113,15 @@ pub enum LogError {
     /// The backend does not implement this operation.
     #[error("operation not supported by this backend: {0}")]
     Unsupported(&'static str),
+    /// A remote backend (Kafka) failed or could not be reached. May succeed later; a fenced
+    /// transactional writer (another instance took over the task) never will.
+    #[error("{op}: {reason}")]
+    Broker {
+        /// What the log was doing ("producing to sensor-readings/3", "committing", ...).
+        op: String,
+        /// The client's error.
+        reason: String,
+    },
     /// A previous write failed half way and could not be rolled back; the partition refuses
     /// further appends until the log is reopened (recovery then truncates the torn tail).
     #[error("partition {topic}/{partition} is unusable after a failed write: {reason}")]
@@ -130,7 +139,9 @@ impl LogError {
     /// Whose fault the error is.
     pub fn class(&self) -> ErrorClass {
         match self {
-            LogError::Io { .. } | LogError::Locked { .. } => ErrorClass::External,
+            LogError::Io { .. } | LogError::Locked { .. } | LogError::Broker { .. } => {
+                ErrorClass::External
+            }
             LogError::UnknownTopic(_)
             | LogError::UnknownPartition { .. }
             | LogError::PartitionCountMismatch { .. }

@@ -140,6 +140,29 @@ impl Default for LogConfig {
     }
 }
 
+/// What a task writes through on a backend whose outputs cannot be truncated (Kafka): one open
+/// transaction holding the task's derived records, committed together with its checkpoint and
+/// input positions, so that after a crash the outputs and the checkpoint agree without truncation.
+pub trait TaskWriter: Send {
+    /// The checkpoint of the task's last committed transaction, if any.
+    fn load_checkpoint(&mut self) -> Result<Option<Vec<u8>>>;
+
+    /// Adds records to the open transaction (beginning one if needed). `first_seq` is the logical
+    /// offset of the first record: its position among the partition's committed records, which is
+    /// what readers of this backend see as the offset.
+    fn append(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        first_seq: u64,
+        records: &[NewRecord<'_>],
+    ) -> Result<()>;
+
+    /// Commits everything appended since the last commit together with `checkpoint` and the next
+    /// input offsets `(topic, partition, offset)`: all of it becomes visible, or none.
+    fn commit(&mut self, checkpoint: &[u8], inputs: &[(String, u32, u64)]) -> Result<()>;
+}
+
 /// A partitioned, offset-addressed, durable event log: what the runtime, the CLI and the query
 /// layer need from the embedded log or from Kafka.
 ///
@@ -220,6 +243,14 @@ pub trait EventLog: Send + Sync {
 
     /// Makes everything appended to the partition so far durable (fsync).
     fn sync(&self, topic: &str, partition: u32) -> Result<()>;
+
+    /// A transactional writer for task `task`, on backends that cannot truncate (Kafka). `None`
+    /// (the default) means the task appends with [`EventLog::append`], checkpoints to a file and
+    /// truncates its outputs on recovery.
+    fn task_writer(&self, task: &str) -> Result<Option<Box<dyn TaskWriter>>> {
+        let _ = task;
+        Ok(None)
+    }
 
     /// `C` such that every counter-stamped record with origin `<= C` is visible and every later
     /// append gets a larger counter origin. See the crate docs, "Origins".

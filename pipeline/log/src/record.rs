@@ -356,10 +356,23 @@ impl ReadBatch {
         }
     }
 
-    pub(crate) fn clear(&mut self) {
+    /// Empties the batch, keeping its buffers' capacity.
+    pub fn clear(&mut self) {
         self.buf.clear();
         self.starts.clear();
         self.end = 0;
+    }
+
+    /// Appends one record with the given offset and origin (for backends that do not read frames
+    /// from segments, such as Kafka). Offsets must increase along the batch.
+    pub fn push(&mut self, offset: u64, origin: u64, rec: &NewRecord<'_>) -> Result<(), String> {
+        rec.check_lengths()?;
+        debug_assert!(self.last_offset().is_none_or(|o| o < offset));
+        self.buf.truncate(self.end);
+        self.starts.push(self.end);
+        encode_into(&mut self.buf, offset, origin, rec);
+        self.end = self.buf.len();
+        Ok(())
     }
 
     /// Number of records.

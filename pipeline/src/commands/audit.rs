@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Args;
 use serde_json::json;
-use twinline_log::{EventLog, ReadBatch};
+use twinline_log::ReadBatch;
 use twinline_schemas::{Payload, Topic};
 
 use crate::config::Config;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 use clap::Subcommand;
 use serde_json::json;
-use twinline_log::{EventLog, ReadBatch};
+use twinline_log::ReadBatch;
 use twinline_schemas::Topic;
 
 use crate::config::Config;

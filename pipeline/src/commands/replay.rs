@@ -1,6 +1,8 @@
 //! `twinline replay`: copy the input topics (as of a time) into a fresh directory and re-derive
 //! everything there. Input records are copied verbatim, origin included, so the merge order and
-//! every derived byte equal the original run's.
+//! every derived byte equal the original run's. The source is a data directory or, with
+//! `--kafka`, the input topics of a Kafka pipeline (with the origins its sequencer gave them):
+//! an embedded re-derivation of a distributed run, byte for byte.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -16,9 +18,19 @@ use crate::store::Store;
 
 #[derive(Args, Debug)]
 pub struct ReplayArgs {
-    /// The data directory to replay.
+    /// The data directory to replay (not with `--kafka`).
+    #[arg(long, required_unless_present = "kafka")]
+    pub data: Option<PathBuf>,
+    /// Replay the input topics of the pipeline on this Kafka instead (needs `--schema-registry`;
+    /// the re-derived log goes to `--out`, embedded).
     #[arg(long)]
-    pub data: PathBuf,
+    pub kafka: Option<String>,
+    /// Topic prefix of that pipeline (as `run --topic-prefix`).
+    #[arg(long)]
+    pub topic_prefix: Option<String>,
+    /// The schema registry of that pipeline (as `run --schema-registry`).
+    #[arg(long, env = "TWINLINE_SCHEMA_REGISTRY")]
+    pub schema_registry: Option<String>,
     /// A fresh directory for the re-derived log (must not exist or be empty).
     #[arg(long)]
     pub out: PathBuf,
@@ -34,13 +46,23 @@ pub struct ReplayStats {
     pub derive: Duration,
 }
 
-pub fn run(cfg: Config, args: ReplayArgs) -> Result<()> {
+pub fn run(mut cfg: Config, args: ReplayArgs) -> Result<()> {
+    if let Some(k) = &args.kafka {
+        cfg.distributed.kafka = k.clone();
+    }
+    if let Some(p) = &args.topic_prefix {
+        cfg.distributed.topic_prefix = p.clone();
+    }
+    if let Some(r) = &args.schema_registry {
+        cfg.distributed.schema_registry = r.clone();
+    }
+    let data = args.data.clone().unwrap_or_default();
     let until = args
         .until
         .as_deref()
         .map(super::parse_time_ms)
         .transpose()?;
-    let stats = replay(&cfg, &args.data, &args.out, until, true)?;
+    let stats = replay(&cfg, &data, &args.out, until, true)?;
     let total = stats.copy + stats.derive;
     eprintln!(
         "replayed {} input records into {} in {:.2}s (copy {:.2}s, derive {:.2}s: {:.0} events/s)",
@@ -67,25 +89,39 @@ pub fn replay(
             out.display()
         );
     }
-    let src = Store::open_read_only(src_dir)?;
-    // Same schema ids as the source, so the wire-format bytes are identical.
-    std::fs::create_dir_all(out.join("registry"))?;
-    let reg = src_dir.join("registry").join("registry.json");
-    if reg.exists() {
-        std::fs::copy(&reg, out.join("registry").join("registry.json"))
-            .context("copying the schema registry")?;
-    }
+    let (src_log, src_partitions): (std::sync::Arc<dyn EventLog>, u32) =
+        match crate::store::open_kafka(cfg)? {
+            Some(k) => {
+                let n = k
+                    .partitions(Topic::SensorReadings.name())
+                    .context("the pipeline's input topics")?;
+                (k, n)
+            }
+            None => {
+                let src = Store::open_read_only(src_dir)?;
+                // Same schema ids as the source, so the wire-format bytes are identical.
+                std::fs::create_dir_all(out.join("registry"))?;
+                let reg = src_dir.join("registry").join("registry.json");
+                if reg.exists() {
+                    std::fs::copy(&reg, out.join("registry").join("registry.json"))
+                        .context("copying the schema registry")?;
+                }
+                (src.log.clone(), src.partitions)
+            }
+        };
     let mut cfg = cfg.clone();
-    cfg.log.partitions = src.partitions;
+    cfg.log.partitions = src_partitions;
+    // The re-derivation is embedded (a remote registry stays: the records carry its ids).
+    cfg.distributed.kafka.clear();
     let copy_started = Instant::now();
     let input_records;
     {
         let dst = Store::open(out, &cfg)?;
         let cut = match until_ms {
-            Some(t) => twinline_sinks::history::cut_origin(&*src.log, t.saturating_add(1))?,
+            Some(t) => twinline_sinks::history::cut_origin(&*src_log, t.saturating_add(1))?,
             None => u64::MAX,
         };
-        input_records = copy_inputs(&*src.log, &*dst.log, cut, progress)?;
+        input_records = copy_inputs(&*src_log, &*dst.log, cut, progress)?;
         for t in Topic::ALL.into_iter().filter(|t| t.is_input()) {
             for p in 0..dst.log.partitions(t.name())? {
                 dst.log.sync(t.name(), p)?;
@@ -128,11 +164,22 @@ fn copy_inputs(src: &dyn EventLog, dst: &dyn EventLog, cut: u64, progress: bool)
         for p in 0..src.partitions(t.name())? {
             let mut off = src.start_offset(t.name(), p)?;
             let end = src.end_offset(t.name(), p)?;
+            let mut empty_since: Option<Instant> = None;
             'part: while off < end {
                 src.read(t.name(), p, off, 4 << 20, &mut batch)?;
                 if batch.is_empty() {
-                    break;
+                    // A remote log may answer before its first fetch arrives: retry a while.
+                    let since = *empty_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > Duration::from_secs(30) {
+                        bail!(
+                            "{}/{p}: no records at offset {off} below the end {end}",
+                            t.name()
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
                 }
+                empty_since = None;
                 let headers: Vec<Vec<(&str, &[u8])>> =
                     batch.iter().map(|r| r.headers.iter().collect()).collect();
                 let mut recs = Vec::with_capacity(batch.len());

@@ -62,6 +62,16 @@ pub struct RunArgs {
     /// `distributed.schema_registry`: the data directory's own registry).
     #[arg(long, env = "TWINLINE_SCHEMA_REGISTRY")]
     pub schema_registry: Option<String>,
+    /// Apache Kafka bootstrap servers: read inputs from and write derived events to Kafka
+    /// (exactly once, through transactions) instead of the embedded log. Needs
+    /// `--schema-registry`. Default from config `distributed.kafka`
+    /// (`TWINLINE_DISTRIBUTED__KAFKA`).
+    #[arg(long)]
+    pub kafka: Option<String>,
+    /// Prefix of every Kafka topic, transactional id and group (default from config
+    /// `distributed.topic_prefix`: none).
+    #[arg(long)]
+    pub topic_prefix: Option<String>,
     /// Scylla/Cassandra contact points (comma-separated `host:port`) to write the served state
     /// to: current twin state, failure predictions, schedule, day-bucketed twin-state history
     /// (default from config `distributed.scylla`: none).
@@ -102,6 +112,12 @@ pub fn run(mut cfg: Config, args: RunArgs) -> Result<()> {
     }
     if let Some(hosts) = &args.scylla {
         cfg.distributed.scylla = hosts.clone();
+    }
+    if let Some(k) = &args.kafka {
+        cfg.distributed.kafka = k.clone();
+    }
+    if let Some(p) = &args.topic_prefix {
+        cfg.distributed.topic_prefix = p.clone();
     }
     let dir = args.data.clone().unwrap_or_else(|| cfg.data.dir.clone());
     let simulate = if args.simulate {

@@ -31,11 +31,27 @@ pub struct SimulateArgs {
     /// (default from config `distributed.schema_registry`: the data directory's own).
     #[arg(long, env = "TWINLINE_SCHEMA_REGISTRY")]
     pub schema_registry: Option<String>,
+    /// Apache Kafka bootstrap servers: produce the simulated inputs to Kafka instead of
+    /// the embedded log. Needs
+    /// `--schema-registry`. Default from config `distributed.kafka`
+    /// (`TWINLINE_DISTRIBUTED__KAFKA`).
+    #[arg(long)]
+    pub kafka: Option<String>,
+    /// Prefix of every Kafka topic, transactional id and group (default from config
+    /// `distributed.topic_prefix`: none).
+    #[arg(long)]
+    pub topic_prefix: Option<String>,
 }
 
 pub fn run(mut cfg: Config, args: SimulateArgs) -> Result<()> {
     if let Some(url) = &args.schema_registry {
         cfg.distributed.schema_registry = url.clone();
+    }
+    if let Some(k) = &args.kafka {
+        cfg.distributed.kafka = k.clone();
+    }
+    if let Some(p) = &args.topic_prefix {
+        cfg.distributed.topic_prefix = p.clone();
     }
     let dir = args.data.clone().unwrap_or_else(|| cfg.data.dir.clone());
     let store = Store::open(&dir, &cfg)?;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
-use twinline_log::{EventLog, NewRecord, ReadBatch};
+use twinline_log::{EventLog, NewRecord, ReadBatch, TaskWriter};
 use twinline_processors::{Emitted, Emitter, Event, Position, ProcessError, Processor};
 use twinline_schemas::{Codec, DeadLetter, DeadLetterReason, Payload, Source, Topic};
 
@@ -221,6 +221,11 @@ pub struct Task {
     prep: Vec<(Position, i64, String, Payload)>,
     publish_frontier: Option<(Arc<Frontiers>, u32)>,
     gate: Option<Arc<Frontiers>>,
+    /// On a transactional backend (Kafka): outputs go into the open transaction, and the
+    /// checkpoint commits it. `None`: appends, checkpoint files and truncation on recovery.
+    writer: Option<Box<dyn TaskWriter>>,
+    /// With a writer, the frontier reached by the last round; published once committed.
+    pending_frontier: Option<u64>,
 }
 
 /// What one call to [`Task::run_round`] achieved.
@@ -255,6 +260,7 @@ impl Task {
         for t in Topic::ALL {
             partitions.insert(t, log.partitions(t.name())?);
         }
+        let writer = log.task_writer(&spec.name)?;
         let mut task = Task {
             name: spec.name,
             log,
@@ -297,6 +303,8 @@ impl Task {
             prep: Vec::new(),
             publish_frontier: spec.publish_frontier,
             gate: spec.gate,
+            writer,
+            pending_frontier: None,
         };
         if let Some((f, p)) = &task.publish_frontier {
             // Before truncating: readers must not trust what they saw of the old tail.
@@ -323,7 +331,13 @@ impl Task {
     }
 
     fn recover(&mut self) -> Result<(), TaskError> {
-        let ckpt = Checkpoint::read(&self.checkpoint_path)?;
+        let ckpt = match &mut self.writer {
+            Some(w) => match w.load_checkpoint()? {
+                Some(bytes) => Some(Checkpoint::decode(&bytes, &self.checkpoint_path)?),
+                None => None,
+            },
+            None => Checkpoint::read(&self.checkpoint_path)?,
+        };
         let names: Vec<String> = self
             .processors
             .iter()
@@ -376,6 +390,18 @@ impl Task {
                 .copied()
                 .unwrap_or(0);
             let current = self.log.end_offset(topic.name(), *partition)?;
+            if self.writer.is_some() {
+                // Transactional: what was derived after the checkpoint was never committed, so
+                // readers never see it; the next records take the checkpoint's logical offsets.
+                let end = if ckpt.is_some() { end } else { current };
+                if ckpt.is_none() && current > 0 {
+                    warn!(task = %self.name, topic = topic.name(), partition, end = current,
+                        "output holds records but the task has no checkpoint; numbering goes on from its end");
+                }
+                pending.next_offset = end;
+                pending.next_assigned = end;
+                continue;
+            }
             if current > end {
                 info!(task = %self.name, topic = topic.name(), partition, from = current, to = end,
                     "truncating output derived after the last checkpoint");
@@ -498,8 +524,15 @@ impl Task {
         self.flush_outputs()?;
         if let Some((f, p)) = &self.publish_frontier {
             if !waiting {
-                // Everything up to `bound` was processed and its outputs appended.
-                f.publish(*p, bound.min(committed.max(self.max_buffered_origin())));
+                // Everything up to `bound` was processed and its outputs appended (with a
+                // transactional writer: appended to the open transaction, so published when
+                // `checkpoint` commits it).
+                let frontier = bound.min(committed.max(self.max_buffered_origin()));
+                if self.writer.is_some() {
+                    self.pending_frontier = Some(frontier);
+                } else {
+                    f.publish(*p, frontier);
+                }
             }
         }
         let caught_up = !waiting
@@ -673,6 +706,33 @@ impl Task {
                 return Ok(());
             }
         };
+        // A producer that does not use Kafka's default partitioner (murmur2 of the key) can put
+        // a machine's record in another machine's partition: this task could not own what it
+        // derives from it, so it is dead-lettered rather than derived.
+        if owns_dlq && topic != Topic::JobEvents {
+            let n = self.partitions.get(&topic).copied().unwrap_or(1);
+            let expected = if n <= 1 {
+                0
+            } else {
+                twinline_log::murmur2::partition_for_key(key.as_bytes(), n)
+            };
+            if expected != position.partition {
+                let rejected = Rejected {
+                    reason_type: DeadLetterReason::InvalidKey,
+                    reason: format!(
+                        "key {key:?} belongs in partition {expected} of {} (Kafka's default \
+                         partitioner, murmur2), not {}",
+                        topic.name(),
+                        position.partition
+                    ),
+                    processor: None,
+                    key: key.as_bytes(),
+                    payload: rec.value,
+                };
+                self.dead_letter(position, rec.timestamp, rejected)?;
+                return Ok(());
+            }
+        }
         let payload = match self.codec.decode(topic, rec.value) {
             Ok(p) => p,
             Err(e) => {
@@ -969,6 +1029,16 @@ impl Task {
                     headers: h,
                 })
                 .collect();
+            if let Some(w) = &mut self.writer {
+                w.append(topic.name(), *partition, p.next_offset, &recs)?;
+                self.metrics.record_out(*topic, recs.len() as u64);
+                p.next_offset += recs.len() as u64;
+                drop(recs);
+                drop(header_refs);
+                p.records.clear();
+                p.data.clear();
+                continue;
+            }
             let res = self.log.append(topic.name(), *partition, &recs)?;
             if res.base_offset != p.next_offset {
                 return Err(TaskError::NotSoleWriter {
@@ -991,8 +1061,10 @@ impl Task {
     /// Sync the outputs and write a checkpoint. Call between rounds only.
     pub fn checkpoint(&mut self) -> Result<(), TaskError> {
         self.flush_outputs()?;
-        for (topic, partition) in self.outputs.keys() {
-            self.log.sync(topic.name(), *partition)?;
+        if self.writer.is_none() {
+            for (topic, partition) in self.outputs.keys() {
+                self.log.sync(topic.name(), *partition)?;
+            }
         }
         let mut states = Vec::with_capacity(self.processors.len());
         for p in &self.processors {
@@ -1031,7 +1103,24 @@ impl Task {
                 .map(|p| p.name().to_string())
                 .collect(),
         };
-        Checkpoint { header, states }.write(&self.checkpoint_path)?;
+        let ckpt = Checkpoint { header, states };
+        match &mut self.writer {
+            Some(w) => {
+                let inputs: Vec<(String, u32, u64)> = ckpt
+                    .header
+                    .inputs
+                    .iter()
+                    .map(|o| (o.topic.clone(), o.partition, o.offset))
+                    .collect();
+                w.commit(&ckpt.encode(), &inputs)?;
+                if let (Some((f, p)), Some(frontier)) =
+                    (&self.publish_frontier, self.pending_frontier.take())
+                {
+                    f.publish(*p, frontier);
+                }
+            }
+            None => ckpt.write(&self.checkpoint_path)?,
+        }
         Ok(())
     }
 }

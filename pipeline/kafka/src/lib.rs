@@ -1,0 +1,616 @@
+//! The Kafka backend of the event log ([`KafkaLog`]): the same `EventLog` contract the runtime
+//! uses on the embedded log, on Apache Kafka, so the processors and the runtime run unchanged.
+//!
+//! # How the embedded log's guarantees are kept on Kafka
+//!
+//! - **Origins.** The runtime merges partitions by origin, a total order over every input
+//!   record, and needs `committed_origin`. Kafka has no such counter, so one sequencer (a thread
+//!   of one `twinline run`; a second one is fenced by its transactional id) reads the input
+//!   topics `read_committed` and writes markers to the single-partition `_twinline-origins` topic,
+//!   each assigning the next origins to ranges of input offsets ([`origins`]). Every instance
+//!   tails that topic into an index: input records are returned by `read` only once sequenced,
+//!   with their origin; `committed_origin` is the last marker's end. The order is decided once and
+//!   recorded in the log, so every reader, restart and replay of the same topics sees the same
+//!   one. Third-party producers need nothing special.
+//! - **Exactly once.** A task writes through a [`TaskWriter`] (`writer.rs`): a transactional
+//!   producer (`transactional.id` = the task's name) whose transaction holds the task's derived
+//!   records, its checkpoint (compacted `_twinline-checkpoints` topic, key = task) and its input
+//!   offsets (`send_offsets_to_transaction`, group `twinline-task-<task>`). A crash aborts the
+//!   open transaction; the restarted task loads the last committed checkpoint, so derived topics
+//!   read `read_committed` have no gap and no duplicate.
+//! - **Offsets of derived topics.** Transaction markers take Kafka offsets, at times that depend
+//!   on when transactions commit. Derived records therefore carry their logical offset (their
+//!   place among the partition's committed records, header `twinline-seq`), and `read` of a
+//!   derived topic returns those, so provenance (`source.offset`, event ids) is the same as on
+//!   the embedded log and the same in every run. Input topics keep Kafka's offsets.
+//!
+//! Every read is `read_committed`. Each thread that reads gets its own consumer (readers at
+//! different positions of one partition never disturb each other) with one queue per partition.
+
+mod origins;
+mod reader;
+mod sequencer;
+mod writer;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{JoinHandle, ThreadId};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Mutex, RwLock};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use tracing::{info, warn};
+use twinline_log::{
+    murmur2, AppendResult, EventLog, LogError, NewRecord, ReadBatch, Result, TaskWriter,
+};
+
+pub use origins::{Marker, OriginIndex, Range};
+
+/// Header carrying a derived record's origin (`u64` big-endian).
+pub const ORIGIN_HEADER: &str = "twinline-origin";
+/// Header carrying a derived record's logical offset (`u64` big-endian).
+pub const SEQ_HEADER: &str = "twinline-seq";
+/// Topic of the sequencer's origin markers (after the prefix).
+pub const ORIGINS_TOPIC: &str = "_twinline-origins";
+/// Compacted topic of the tasks' checkpoints (after the prefix).
+pub const CHECKPOINTS_TOPIC: &str = "_twinline-checkpoints";
+
+/// Settings of a [`KafkaLog`].
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// Bootstrap servers.
+    pub brokers: String,
+    /// Prepended to every topic, transactional id and group this log uses (isolates test runs
+    /// and several pipelines on one cluster). Empty by default.
+    pub prefix: String,
+    /// Replication factor of the topics created.
+    pub replication: i32,
+    /// The external input topics, in rank order: the sequencer assigns origins to these. Every
+    /// other topic is derived (written by tasks through transactions).
+    pub input_topics: Vec<String>,
+    /// Timeout of blocking broker calls (metadata, commits, transactions).
+    pub timeout: Duration,
+}
+
+impl KafkaConfig {
+    pub fn new(brokers: impl Into<String>, input_topics: Vec<String>) -> Self {
+        KafkaConfig {
+            brokers: brokers.into(),
+            prefix: String::new(),
+            replication: 1,
+            input_topics,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+pub(crate) fn broker(op: impl Into<String>, e: impl std::fmt::Display) -> LogError {
+    LogError::Broker {
+        op: op.into(),
+        reason: e.to_string(),
+    }
+}
+
+/// What the log's threads and handles share.
+pub(crate) struct Inner {
+    pub(crate) cfg: KafkaConfig,
+    pub(crate) index: RwLock<OriginIndex>,
+    /// Kafka offset up to which the index has read the origins topic.
+    pub(crate) index_pos: AtomicI64,
+    /// Rounds in which the sequencer found nothing new with all its markers in the index.
+    pub(crate) idle_rounds: AtomicU64,
+    stop: AtomicBool,
+}
+
+impl Inner {
+    pub(crate) fn topic(&self, name: &str) -> String {
+        format!("{}{}", self.cfg.prefix, name)
+    }
+
+    /// Rank of an input topic (by its name without prefix), `None` for derived topics.
+    pub(crate) fn input_rank(&self, name: &str) -> Option<u16> {
+        self.cfg
+            .input_topics
+            .iter()
+            .position(|t| t == name)
+            .map(|i| i as u16)
+    }
+
+    pub(crate) fn client_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.cfg.brokers)
+            .set("reconnect.backoff.ms", "50")
+            .set("reconnect.backoff.max.ms", "2000");
+        c
+    }
+
+    pub(crate) fn reader_config(&self, group: &str) -> ClientConfig {
+        let mut c = self.client_config();
+        c.set("group.id", format!("{}{}", self.cfg.prefix, group))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "10")
+            .set("fetch.max.bytes", "67108864")
+            .set("max.partition.fetch.bytes", "8388608");
+        c
+    }
+
+    /// The end of a partition as a `read_committed` reader sees it (the last stable offset).
+    pub(crate) fn watermarks(&self, c: &BaseConsumer, topic: &str, p: u32) -> Result<(i64, i64)> {
+        c.fetch_watermarks(topic, p as i32, self.cfg.timeout)
+            .map_err(|e| broker(format!("reading the end of {topic}/{p}"), e))
+    }
+}
+
+/// The Kafka backend of [`EventLog`]. See the crate docs.
+pub struct KafkaLog {
+    inner: Arc<Inner>,
+    admin: AdminClient<DefaultClientContext>,
+    producer: FutureProducer,
+    meta: BaseConsumer,
+    partitions: RwLock<HashMap<String, u32>>,
+    readers: Mutex<HashMap<ThreadId, Arc<Mutex<reader::Reader>>>>,
+    groups: Mutex<HashMap<String, Arc<BaseConsumer>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for KafkaLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaLog")
+            .field("brokers", &self.inner.cfg.brokers)
+            .field("prefix", &self.inner.cfg.prefix)
+            .finish()
+    }
+}
+
+impl KafkaLog {
+    /// Connects, creates the internal topics, and reads the origin markers to their end (so
+    /// `committed_origin` is current when this returns).
+    pub fn open(cfg: KafkaConfig) -> Result<KafkaLog> {
+        let inner = Arc::new(Inner {
+            cfg,
+            index: RwLock::new(OriginIndex::new()),
+            index_pos: AtomicI64::new(0),
+            idle_rounds: AtomicU64::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let admin: AdminClient<DefaultClientContext> = inner
+            .client_config()
+            .create()
+            .map_err(|e| broker("creating the admin client", e))?;
+        let producer: FutureProducer = inner
+            .client_config()
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("compression.type", "lz4")
+            .set("message.max.bytes", "67108864")
+            .set("message.timeout.ms", "120000")
+            .create()
+            .map_err(|e| broker("creating the producer", e))?;
+        let meta: BaseConsumer = inner
+            .reader_config("twinline-meta")
+            .create()
+            .map_err(|e| broker("creating the metadata client", e))?;
+        let log = KafkaLog {
+            inner: inner.clone(),
+            admin,
+            producer,
+            meta,
+            partitions: RwLock::new(HashMap::new()),
+            readers: Mutex::new(HashMap::new()),
+            groups: Mutex::new(HashMap::new()),
+            threads: Mutex::new(Vec::new()),
+        };
+        log.create(
+            ORIGINS_TOPIC,
+            1,
+            &[("retention.ms", "-1"), ("retention.bytes", "-1")],
+        )?;
+        log.create(
+            CHECKPOINTS_TOPIC,
+            1,
+            &[
+                ("cleanup.policy", "compact"),
+                ("max.message.bytes", "67108864"),
+                ("segment.ms", "60000"),
+                ("min.cleanable.dirty.ratio", "0.1"),
+                ("delete.retention.ms", "60000"),
+            ],
+        )?;
+        let tail = sequencer::spawn_index_tail(inner.clone())?;
+        log.threads.lock().push(tail);
+        log.wait_index_caught_up()?;
+        info!(brokers = %inner.cfg.brokers, prefix = %inner.cfg.prefix,
+            committed_origin = log.committed_origin(), "kafka event log open");
+        Ok(log)
+    }
+
+    /// Waits until the index has read every committed origin marker.
+    pub(crate) fn wait_index_caught_up(&self) -> Result<()> {
+        wait_index(&self.inner, &self.meta)
+    }
+
+    /// Starts the sequencer in this process (`twinline run` does; tools that only read do not).
+    /// A sequencer in another process is fenced: the newest one wins.
+    pub fn start_sequencer(&self) {
+        let h = sequencer::spawn_sequencer(self.inner.clone());
+        self.threads.lock().push(h);
+    }
+
+    /// Blocks until this process's sequencer has given an origin to every input record
+    /// committed before the call: it waits for a round that began after the call and found
+    /// nothing new.
+    pub fn wait_inputs_sequenced(&self) {
+        let seen = self.inner.idle_rounds.load(Ordering::Acquire);
+        while self.inner.idle_rounds.load(Ordering::Acquire) < seen + 2 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn config(&self) -> &KafkaConfig {
+        &self.inner.cfg
+    }
+
+    fn create(&self, name: &str, partitions: u32, config: &[(&str, &str)]) -> Result<()> {
+        let full = self.inner.topic(name);
+        let mut t = NewTopic::new(
+            &full,
+            partitions as i32,
+            TopicReplication::Fixed(self.inner.cfg.replication),
+        );
+        for (k, v) in config {
+            t = t.set(k, v);
+        }
+        let opts = AdminOptions::new().operation_timeout(Some(self.inner.cfg.timeout));
+        let deadline = Instant::now() + self.inner.cfg.timeout;
+        loop {
+            let res = futures::executor::block_on(self.admin.create_topics([&t], &opts))
+                .map_err(|e| broker(format!("creating topic {full}"), e))?;
+            match res.into_iter().next() {
+                Some(Ok(_)) => {
+                    info!(topic = %full, partitions, "kafka topic created");
+                    break;
+                }
+                Some(Err((_, RDKafkaErrorCode::TopicAlreadyExists))) | None => break,
+                Some(Err((_, code))) if Instant::now() < deadline => {
+                    warn!(topic = %full, %code, "creating a topic failed; retrying");
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Some(Err((_, code))) => return Err(broker(format!("creating topic {full}"), code)),
+            }
+        }
+        // Metadata can lag the creation for a moment.
+        let deadline = Instant::now() + self.inner.cfg.timeout;
+        loop {
+            match self.fetch_partitions(name)? {
+                Some(n) if n == partitions => return Ok(()),
+                Some(n) => {
+                    return Err(LogError::PartitionCountMismatch {
+                        topic: full,
+                        existing: n,
+                        requested: partitions,
+                    })
+                }
+                None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                None => {
+                    return Err(broker(
+                        format!("topic {full}"),
+                        "not in the metadata after creation",
+                    ))
+                }
+            }
+        }
+    }
+
+    fn fetch_partitions(&self, name: &str) -> Result<Option<u32>> {
+        let full = self.inner.topic(name);
+        let md = self
+            .meta
+            .fetch_metadata(Some(&full), self.inner.cfg.timeout)
+            .map_err(|e| broker(format!("metadata of {full}"), e))?;
+        let n = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == full && t.error().is_none())
+            .map(|t| t.partitions().len() as u32)
+            .filter(|&n| n > 0);
+        if let Some(n) = n {
+            self.partitions.write().insert(name.to_string(), n);
+        }
+        Ok(n)
+    }
+
+    fn reader(&self) -> Result<Arc<Mutex<reader::Reader>>> {
+        let id = std::thread::current().id();
+        if let Some(r) = self.readers.lock().get(&id) {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(Mutex::new(reader::Reader::new(self.inner.clone())?));
+        self.readers.lock().insert(id, r.clone());
+        Ok(r)
+    }
+
+    fn group(&self, group: &str) -> Result<Arc<BaseConsumer>> {
+        if let Some(c) = self.groups.lock().get(group) {
+            return Ok(c.clone());
+        }
+        let c: BaseConsumer = self
+            .inner
+            .reader_config(group)
+            .create()
+            .map_err(|e| broker(format!("creating a client of group {group}"), e))?;
+        let c = Arc::new(c);
+        self.groups.lock().insert(group.to_string(), c.clone());
+        Ok(c)
+    }
+}
+
+pub(crate) fn wait_index(inner: &Inner, c: &BaseConsumer) -> Result<()> {
+    let topic = inner.topic(ORIGINS_TOPIC);
+    let (_, high) = inner.watermarks(c, &topic, 0)?;
+    let deadline = Instant::now() + inner.cfg.timeout.max(Duration::from_secs(60));
+    while inner.index_pos.load(Ordering::Acquire) < high {
+        if Instant::now() > deadline {
+            return Err(broker(
+                "reading the origin markers",
+                format!(
+                    "timed out at offset {} of {high}",
+                    inner.index_pos.load(Ordering::Acquire)
+                ),
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+impl Drop for KafkaLog {
+    fn drop(&mut self) {
+        self.inner.stop.store(true, Ordering::Release);
+        for h in self.threads.lock().drain(..) {
+            let _ = h.join();
+        }
+        let _ = self.producer.flush(Duration::from_secs(10));
+    }
+}
+
+impl EventLog for KafkaLog {
+    fn create_topic(&self, topic: &str, partitions: u32) -> Result<()> {
+        if partitions == 0 {
+            return Err(LogError::InvalidArgument(
+                "a topic needs at least one partition".into(),
+            ));
+        }
+        // Kafka's time retention compares record timestamps (event times here, which may be
+        // long past) with the wall clock: keep everything, as the embedded log does by default.
+        self.create(
+            topic,
+            partitions,
+            &[("max.message.bytes", "67108864"), ("retention.ms", "-1")],
+        )
+    }
+
+    fn partitions(&self, topic: &str) -> Result<u32> {
+        if let Some(&n) = self.partitions.read().get(topic) {
+            return Ok(n);
+        }
+        self.fetch_partitions(topic)?
+            .ok_or_else(|| LogError::UnknownTopic(topic.to_string()))
+    }
+
+    fn topics(&self) -> Vec<(String, u32)> {
+        let Ok(md) = self.meta.fetch_metadata(None, self.inner.cfg.timeout) else {
+            return Vec::new();
+        };
+        let prefix = &self.inner.cfg.prefix;
+        let mut v: Vec<(String, u32)> = md
+            .topics()
+            .iter()
+            .filter_map(|t| {
+                let name = t.name().strip_prefix(prefix.as_str())?;
+                (!name.starts_with('_')).then(|| (name.to_string(), t.partitions().len() as u32))
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn partition_for(&self, topic: &str, key: &[u8]) -> Result<u32> {
+        let n = self.partitions(topic)?;
+        Ok(murmur2::partition_for_key(key, n))
+    }
+
+    fn append(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: &[NewRecord<'_>],
+    ) -> Result<AppendResult> {
+        if records.is_empty() {
+            return Err(LogError::InvalidArgument("empty batch".into()));
+        }
+        let n = self.partitions(topic)?;
+        if partition >= n {
+            return Err(LogError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+                partitions: n,
+            });
+        }
+        let full = self.inner.topic(topic);
+        let mut futures = Vec::with_capacity(records.len());
+        for r in records {
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len() + 1);
+            for (name, value) in r.headers {
+                headers = headers.insert(Header {
+                    key: name,
+                    value: Some(*value),
+                });
+            }
+            let origin;
+            if let Some(o) = r.origin {
+                origin = o.to_be_bytes();
+                headers = headers.insert(Header {
+                    key: ORIGIN_HEADER,
+                    value: Some(&origin[..]),
+                });
+            }
+            let mut rec = FutureRecord::to(&full)
+                .partition(partition as i32)
+                .key(r.key)
+                .payload(r.value)
+                .timestamp(r.timestamp)
+                .headers(headers);
+            loop {
+                match self.producer.send_result(rec) {
+                    Ok(f) => {
+                        futures.push(f);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        self.producer.poll(Duration::from_millis(10));
+                        rec = back;
+                    }
+                    Err((e, _)) => {
+                        return Err(broker(format!("producing to {full}/{partition}"), e))
+                    }
+                }
+            }
+        }
+        let mut first = None;
+        let mut last = 0u64;
+        for f in futures {
+            match futures::executor::block_on(f) {
+                Ok(Ok(d)) => {
+                    let o = d.offset as u64;
+                    first.get_or_insert(o);
+                    last = last.max(o);
+                }
+                Ok(Err((e, _))) => {
+                    return Err(broker(format!("producing to {full}/{partition}"), e))
+                }
+                Err(_) => {
+                    return Err(broker(
+                        format!("producing to {full}/{partition}"),
+                        "producer gone",
+                    ))
+                }
+            }
+        }
+        Ok(AppendResult {
+            base_offset: first.unwrap_or(0),
+            last_offset: last,
+        })
+    }
+
+    fn read(
+        &self,
+        topic: &str,
+        partition: u32,
+        from_offset: u64,
+        max_bytes: usize,
+        batch: &mut ReadBatch,
+    ) -> Result<()> {
+        let r = self.reader()?;
+        let mut r = r.lock();
+        r.read(topic, partition, from_offset, max_bytes, batch)
+    }
+
+    fn start_offset(&self, topic: &str, partition: u32) -> Result<u64> {
+        let r = self.reader()?;
+        let mut r = r.lock();
+        r.start_offset(topic, partition)
+    }
+
+    fn end_offset(&self, topic: &str, partition: u32) -> Result<u64> {
+        if let Some(rank) = self.inner.input_rank(topic) {
+            return Ok(self.inner.index.read().sequenced_end(rank, partition));
+        }
+        let r = self.reader()?;
+        let mut r = r.lock();
+        r.derived_end(topic, partition)
+    }
+
+    fn offset_for_timestamp(&self, topic: &str, partition: u32, ts: i64) -> Result<Option<u64>> {
+        let r = self.reader()?;
+        let mut r = r.lock();
+        r.offset_for_timestamp(topic, partition, ts)
+    }
+
+    fn commit_position(&self, group: &str, topic: &str, partition: u32, offset: u64) -> Result<()> {
+        let c = self.group(group)?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(
+            &self.inner.topic(topic),
+            partition as i32,
+            Offset::Offset(offset as i64),
+        )
+        .map_err(|e| broker("committing a position", e))?;
+        c.commit(&tpl, CommitMode::Sync).map_err(|e| {
+            broker(
+                format!("committing the position of group {group} on {topic}/{partition}"),
+                e,
+            )
+        })
+    }
+
+    fn position(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>> {
+        let c = self.group(group)?;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(&self.inner.topic(topic), partition as i32);
+        let got = c
+            .committed_offsets(tpl, self.inner.cfg.timeout)
+            .map_err(|e| broker(format!("reading the position of group {group}"), e))?;
+        Ok(got.elements().first().and_then(|e| match e.offset() {
+            Offset::Offset(o) if o >= 0 => Some(o as u64),
+            _ => None,
+        }))
+    }
+
+    fn truncate(&self, _topic: &str, _partition: u32, _end_offset: u64) -> Result<()> {
+        Err(LogError::Unsupported(
+            "Kafka topics cannot be truncated; tasks write through transactions instead",
+        ))
+    }
+
+    fn sync(&self, _topic: &str, _partition: u32) -> Result<()> {
+        self.producer
+            .flush(self.inner.cfg.timeout)
+            .map_err(|e| broker("flushing the producer", e))
+    }
+
+    fn task_writer(&self, task: &str) -> Result<Option<Box<dyn TaskWriter>>> {
+        Ok(Some(Box::new(writer::KafkaTaskWriter::open(
+            self.inner.clone(),
+            task,
+        )?)))
+    }
+
+    fn committed_origin(&self) -> u64 {
+        self.inner.index.read().committed()
+    }
+}
+
+/// Reads a `u64` big-endian header value.
+pub(crate) fn header_u64<M: Message>(m: &M, name: &str) -> Option<u64> {
+    use rdkafka::message::Headers;
+    let h = m.headers()?;
+    h.iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .and_then(|v| <[u8; 8]>::try_from(v).ok())
+        .map(u64::from_be_bytes)
+}

@@ -1,0 +1,223 @@
+//! A task's transactional writer on Kafka: derived records, checkpoint and input offsets in one
+//! transaction per commit (see the crate docs, "Exactly once").
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use tracing::info;
+use twinline_log::{NewRecord, Result, TaskWriter};
+
+use crate::{broker, Inner, CHECKPOINTS_TOPIC, ORIGIN_HEADER, SEQ_HEADER};
+
+pub(crate) struct KafkaTaskWriter {
+    inner: Arc<Inner>,
+    task: String,
+    producer: BaseProducer,
+    /// Member of group `twinline-task-<task>`, for `send_offsets_to_transaction` only.
+    group: BaseConsumer,
+    in_txn: bool,
+}
+
+impl KafkaTaskWriter {
+    /// Creates the producer and fences any earlier writer of the same task (its open
+    /// transaction is aborted).
+    pub(crate) fn open(inner: Arc<Inner>, task: &str) -> Result<KafkaTaskWriter> {
+        let timeout = inner.cfg.timeout;
+        let producer: BaseProducer = inner
+            .client_config()
+            .set(
+                "transactional.id",
+                inner.topic(&format!("twinline-task-{task}")),
+            )
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .set("message.max.bytes", "67108864")
+            .set("queue.buffering.max.messages", "1000000")
+            .set("transaction.timeout.ms", "60000")
+            .create()
+            .map_err(|e| broker(format!("creating the producer of task {task}"), e))?;
+        producer
+            .init_transactions(timeout)
+            .map_err(|e| broker(format!("starting the transactions of task {task}"), e))?;
+        let group: BaseConsumer = inner
+            .reader_config(&format!("twinline-task-{task}"))
+            .create()
+            .map_err(|e| broker(format!("creating the group client of task {task}"), e))?;
+        info!(
+            task,
+            "transactional writer ready (earlier writers of this task fenced)"
+        );
+        Ok(KafkaTaskWriter {
+            inner,
+            task: task.to_string(),
+            producer,
+            group,
+            in_txn: false,
+        })
+    }
+
+    fn begin(&mut self) -> Result<()> {
+        if !self.in_txn {
+            self.producer
+                .begin_transaction()
+                .map_err(|e| broker(format!("task {} beginning a transaction", self.task), e))?;
+            self.in_txn = true;
+        }
+        Ok(())
+    }
+
+    fn send(&self, rec: BaseRecord<'_, [u8], [u8]>) -> Result<()> {
+        let mut rec = rec;
+        loop {
+            match self.producer.send(rec) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    self.producer.poll(Duration::from_millis(5));
+                    rec = r;
+                }
+                Err((e, r)) => {
+                    return Err(broker(
+                        format!("task {} producing to {}", self.task, r.topic),
+                        e,
+                    ))
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, op: &str, e: KafkaError) -> twinline_log::LogError {
+        if self.in_txn {
+            let _ = self.producer.abort_transaction(self.inner.cfg.timeout);
+            self.in_txn = false;
+        }
+        broker(format!("task {} {op}", self.task), e)
+    }
+}
+
+impl TaskWriter for KafkaTaskWriter {
+    fn load_checkpoint(&mut self) -> Result<Option<Vec<u8>>> {
+        let topic = self.inner.topic(CHECKPOINTS_TOPIC);
+        let c: BaseConsumer = self
+            .inner
+            .reader_config(&format!("twinline-task-{}", self.task))
+            .create()
+            .map_err(|e| broker("creating a checkpoint reader", e))?;
+        let (_, high) = self.inner.watermarks(&c, &topic, 0)?;
+        if high <= 0 {
+            return Ok(None);
+        }
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&topic, 0, Offset::Beginning)
+            .map_err(|e| broker("assigning", e))?;
+        c.assign(&tpl)
+            .map_err(|e| broker("assigning the checkpoints", e))?;
+        let mut latest: Option<Vec<u8>> = None;
+        let deadline = Instant::now() + self.inner.cfg.timeout.max(Duration::from_secs(60));
+        loop {
+            match c.poll(Duration::from_millis(50)) {
+                Some(Ok(m)) => {
+                    if m.key() == Some(self.task.as_bytes()) {
+                        latest = m.payload().map(<[u8]>::to_vec);
+                    }
+                    if m.offset() + 1 >= high {
+                        break;
+                    }
+                }
+                Some(Err(KafkaError::PartitionEOF(_))) | None => {
+                    let pos = c.position().ok().and_then(|p| {
+                        match p.find_partition(&topic, 0).map(|e| e.offset()) {
+                            Some(Offset::Offset(o)) => Some(o),
+                            _ => None,
+                        }
+                    });
+                    if pos.is_some_and(|o| o >= high) {
+                        break;
+                    }
+                }
+                Some(Err(e)) => return Err(broker("reading the checkpoints", e)),
+            }
+            if Instant::now() > deadline {
+                return Err(broker("reading the checkpoints", "timed out"));
+            }
+        }
+        Ok(latest)
+    }
+
+    fn append(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        first_seq: u64,
+        records: &[NewRecord<'_>],
+    ) -> Result<()> {
+        self.begin()?;
+        let full = self.inner.topic(topic);
+        for (i, r) in records.iter().enumerate() {
+            let seq = (first_seq + i as u64).to_be_bytes();
+            let origin = r.origin.unwrap_or(0).to_be_bytes();
+            let mut headers = OwnedHeaders::new_with_capacity(r.headers.len() + 2)
+                .insert(Header {
+                    key: SEQ_HEADER,
+                    value: Some(&seq[..]),
+                })
+                .insert(Header {
+                    key: ORIGIN_HEADER,
+                    value: Some(&origin[..]),
+                });
+            for (name, value) in r.headers {
+                headers = headers.insert(Header {
+                    key: name,
+                    value: Some(*value),
+                });
+            }
+            let rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&full)
+                .partition(partition as i32)
+                .key(r.key)
+                .payload(r.value)
+                .timestamp(r.timestamp)
+                .headers(headers);
+            self.send(rec)?;
+        }
+        self.producer.poll(Duration::ZERO);
+        Ok(())
+    }
+
+    fn commit(&mut self, checkpoint: &[u8], inputs: &[(String, u32, u64)]) -> Result<()> {
+        self.begin()?;
+        let topic = self.inner.topic(CHECKPOINTS_TOPIC);
+        let rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic)
+            .partition(0)
+            .key(self.task.as_bytes())
+            .payload(checkpoint);
+        self.send(rec)?;
+        let mut tpl = TopicPartitionList::new();
+        for (t, p, o) in inputs {
+            tpl.add_partition_offset(&self.inner.topic(t), *p as i32, Offset::Offset(*o as i64))
+                .map_err(|e| broker("input offsets", e))?;
+        }
+        let timeout = self.inner.cfg.timeout;
+        let cgm = self
+            .group
+            .group_metadata()
+            .ok_or_else(|| broker("committing", "no consumer group metadata"))?;
+        if let Err(e) = self
+            .producer
+            .send_offsets_to_transaction(&tpl, &cgm, timeout)
+        {
+            return Err(self.fail("sending its input offsets", e));
+        }
+        if let Err(e) = self.producer.commit_transaction(timeout) {
+            return Err(self.fail("committing", e));
+        }
+        self.in_txn = false;
+        Ok(())
+    }
+}

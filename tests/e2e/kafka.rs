@@ -1,0 +1,341 @@
+//! Distributed mode on a real Apache Kafka: the same processors and runtime on the Kafka backend
+//! of the event log, with a schema registry that `twinline registry` serves from Kafka.
+//!
+//! - A third-party producer (the Confluent Python client, AvroSerializer with the registry's
+//!   schema) writes sensor readings to Kafka; `twinline run --kafka` derives the twin state and
+//!   the read API serves it; the poison records it also wrote (bytes not in the wire format, an
+//!   unknown schema id) reach `dead-letters` with their reason and original bytes.
+//! - Exactly once: `twinline run --kafka` killed with -9 again and again over inputs already in
+//!   Kafka, then finished. A read_committed reader of every derived topic sees consecutive
+//!   logical offsets (no gap, no duplicate), and every derived record equals, byte for byte, an
+//!   embedded replay of the same input topics (`twinline replay --kafka`).
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use twinline_kafka::{KafkaConfig, KafkaLog};
+use twinline_log::{EventLog, ReadBatch};
+use twinline_registry::RemoteRegistry;
+use twinline_schemas::{Codec, DeadLetterReason, Payload, SchemaRegistry, Topic};
+use twinline_tests::{
+    dump_topic, free_port, http_request, kafka, ort_library, python, repo_root, twinline,
+    twinline_bin, unique_name, Server, DERIVED,
+};
+
+fn registry(kafka: &str) -> (Server, String) {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let topic = unique_name("_schemas-kafka-it");
+    let server = Server::start_probe(
+        &[
+            "registry",
+            "--kafka",
+            kafka,
+            "--listen",
+            &listen,
+            "--topic",
+            &topic,
+            "--register-builtin",
+        ],
+        &[],
+        &listen,
+        "/subjects",
+    );
+    (server, format!("http://{listen}"))
+}
+
+fn open_kafka(brokers: &str, prefix: &str) -> KafkaLog {
+    let inputs = Topic::ALL
+        .iter()
+        .filter(|t| t.is_input())
+        .map(|t| t.name().to_string())
+        .collect();
+    let mut cfg = KafkaConfig::new(brokers, inputs);
+    cfg.prefix = prefix.to_string();
+    KafkaLog::open(cfg).expect("open kafka log")
+}
+
+/// One derived record as a read_committed reader sees it: (logical offset, origin, key, value).
+type Rec = (u64, u64, Vec<u8>, Vec<u8>);
+
+/// Every committed record of `topic`, per partition.
+fn read_all(log: &KafkaLog, topic: &str) -> BTreeMap<u32, Vec<Rec>> {
+    let mut out = BTreeMap::new();
+    let mut batch = ReadBatch::new();
+    for p in 0..log.partitions(topic).expect("partitions") {
+        let end = log.end_offset(topic, p).expect("end");
+        let mut off = 0u64;
+        let mut v = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while off < end {
+            log.read(topic, p, off, 1 << 20, &mut batch).expect("read");
+            if batch.is_empty() {
+                assert!(
+                    Instant::now() < deadline,
+                    "{topic}/{p}: stuck at {off} of {end}"
+                );
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+            for r in batch.iter() {
+                off = r.offset + 1;
+                v.push((r.offset, r.origin, r.key.to_vec(), r.value.to_vec()));
+            }
+        }
+        out.insert(p, v);
+    }
+    out
+}
+
+#[test]
+fn third_party_producer_to_twin_state_in_the_api_and_poison_to_dead_letters() {
+    let kafka = kafka();
+    let (_registry, url) = registry(&kafka);
+    let prefix = format!("{}.", unique_name("tp"));
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let listen = format!("127.0.0.1:{}", free_port());
+    let server = Server::start(
+        &[
+            "run",
+            "--kafka",
+            &kafka,
+            "--topic-prefix",
+            &prefix,
+            "--schema-registry",
+            &url,
+            "--data",
+            data.to_str().unwrap(),
+            "--listen",
+            &listen,
+        ],
+        &[],
+        &listen,
+    );
+
+    let machine = "EXT-7";
+    let out = Command::new(python())
+        .arg(repo_root().join("tests/e2e/py/kafka_producer.py"))
+        .args([
+            &kafka,
+            &format!("{prefix}sensor-readings"),
+            &url,
+            machine,
+            "30",
+            "1767225600000",
+        ])
+        .output()
+        .expect("running the Python producer");
+    assert!(
+        out.status.success(),
+        "producer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let produced: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+
+    // The twin state of the machine the third party wrote appears in the API.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let state = loop {
+        let (status, body) = http_request(
+            &listen,
+            "GET",
+            &format!("/api/v1/digital-twin/machines/{machine}"),
+            &[],
+            b"",
+        );
+        if status == 200 {
+            break serde_json::from_str::<serde_json::Value>(&body).unwrap();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no twin state for {machine} in the API: {status} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    // Derived from the first reading the third party wrote (61.5 °C at 2026-01-01T00:00:00Z).
+    assert_eq!(state["machine_id"], machine, "{state}");
+    assert_eq!(state["status"], "IDLE", "{state}");
+    assert_eq!(state["temperature"], 61.5, "{state}");
+    assert_eq!(state["last_seen"], "2026-01-01T00:00:00.000Z", "{state}");
+    assert!(
+        state["history"][0]["event_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("twin-state:sensor-readings/") && id.ends_with("/0/0")),
+        "provenance names the third party's first record: {state}"
+    );
+
+    // The poison records are in dead-letters, with the reason and the original bytes.
+    let log = open_kafka(&kafka, &prefix);
+    let codec = Codec::new(
+        Arc::new(RemoteRegistry::new(&url, Duration::from_secs(10)).unwrap())
+            as Arc<dyn SchemaRegistry>,
+    )
+    .unwrap();
+    let poison: Vec<Vec<u8>> = produced["poison"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            let s = h.as_str().unwrap();
+            (0..s.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+                .collect()
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut found = Vec::new();
+        for (_, recs) in read_all(&log, "dead-letters") {
+            for (_, _, _, value) in recs {
+                let Payload::DeadLetter(dl) = codec.decode(Topic::DeadLetters, &value).unwrap()
+                else {
+                    panic!("not a dead letter")
+                };
+                found.push(dl);
+            }
+        }
+        let not_wire = found
+            .iter()
+            .find(|d| d.payload == poison[0] && d.reason_type == DeadLetterReason::NotWireFormat);
+        let unknown = found
+            .iter()
+            .find(|d| d.payload == poison[1] && d.reason_type == DeadLetterReason::UnknownSchema);
+        if let (Some(a), Some(b)) = (not_wire, unknown) {
+            assert!(!a.reason.is_empty() && !b.reason.is_empty());
+            assert_eq!(a.key, machine.as_bytes());
+            assert_eq!(a.source.topic, "sensor-readings");
+            assert!(
+                b.reason.contains("1000000") || b.reason.to_lowercase().contains("schema"),
+                "reason names the schema problem: {}",
+                b.reason
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "poison records not dead-lettered; found {found:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    server.stop();
+}
+
+#[test]
+fn killed_with_minus_9_no_gap_no_duplicate_and_equal_to_an_embedded_replay() {
+    let kafka = kafka();
+    let (_registry, url) = registry(&kafka);
+    let prefix = format!("{}.", unique_name("eos"));
+    let dir = tempfile::tempdir().unwrap();
+    let sim = dir.path().join("sim");
+    let data = dir.path().join("data");
+    let replay = dir.path().join("replay");
+    let common = [
+        "--kafka",
+        kafka.as_str(),
+        "--topic-prefix",
+        prefix.as_str(),
+        "--schema-registry",
+        url.as_str(),
+    ];
+    // The inputs, in Kafka before processing starts.
+    let mut args = vec!["simulate", "--data", sim.to_str().unwrap()];
+    args.extend(common);
+    args.extend(["--machines", "3", "--duration", "40m", "--seed", "11"]);
+    twinline(&args);
+
+    let models = repo_root().join("models");
+    let ort = ort_library();
+    let run = |until_done: bool| {
+        let mut args = vec!["run", "--until-caught-up", "--data", data.to_str().unwrap()];
+        args.extend(common);
+        args.extend(["--listen", "127.0.0.1:0"]);
+        let mut c = Command::new(twinline_bin());
+        c.args(&args)
+            .env("TWINLINE_MODELS__DIR", &models)
+            .env("ORT_DYLIB_PATH", &ort)
+            .env("TWINLINE_LOG", "warn")
+            .env("TWINLINE_DISTRIBUTED__COMMIT_INTERVAL_MS", "100");
+        if !until_done {
+            c.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+        c
+    };
+    let mut killed = 0;
+    for (i, ms) in [1500u64, 2500, 3500, 2000, 4500].into_iter().enumerate() {
+        let mut child = run(false).spawn().expect("spawn");
+        std::thread::sleep(Duration::from_millis(ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap(); // SIGKILL
+            killed += 1;
+        }
+        let status = child.wait().unwrap();
+        eprintln!("run {i}: {status} after {ms} ms");
+    }
+    assert!(killed >= 3, "only {killed} runs were killed mid-way");
+    let out = run(true).output().expect("final run");
+    assert!(
+        out.status.success(),
+        "final run failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The embedded re-derivation of the same input topics.
+    let mut args = vec!["replay", "--out", replay.to_str().unwrap()];
+    args.extend(common);
+    let out = Command::new(twinline_bin())
+        .args(&args)
+        .env("TWINLINE_MODELS__DIR", &models)
+        .env("ORT_DYLIB_PATH", &ort)
+        .env("TWINLINE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let log = open_kafka(&kafka, &prefix);
+    let mut total = 0;
+    for topic in DERIVED {
+        let got = read_all(&log, topic);
+        let want = dump_topic(&replay, topic);
+        let mut want_by_p: BTreeMap<u32, Vec<Rec>> = BTreeMap::new();
+        for (p, r) in want {
+            want_by_p
+                .entry(p)
+                .or_default()
+                .push((r.offset, r.origin, r.key, r.value));
+        }
+        for (p, recs) in &got {
+            for (i, r) in recs.iter().enumerate() {
+                assert_eq!(r.0, i as u64, "{topic}/{p}: gap or duplicate at {i}");
+            }
+            let want = want_by_p.remove(p).unwrap_or_default();
+            assert_eq!(
+                recs.len(),
+                want.len(),
+                "{topic}/{p}: {} records in Kafka, {} in the replay",
+                recs.len(),
+                want.len()
+            );
+            for (a, b) in recs.iter().zip(&want) {
+                assert_eq!(a, b, "{topic}/{p}: record differs from the replay");
+            }
+            total += recs.len();
+        }
+        assert!(
+            want_by_p.values().all(Vec::is_empty),
+            "{topic}: partitions only in the replay"
+        );
+    }
+    let twin: usize = read_all(&log, "twin-state").values().map(Vec::len).sum();
+    let defects: usize = read_all(&log, "defects").values().map(Vec::len).sum();
+    assert!(
+        twin > 100 && defects > 0,
+        "derived too little: {twin} twin states, {defects} defects"
+    );
+    eprintln!("{total} derived records equal the replay's; {killed} runs killed");
+}

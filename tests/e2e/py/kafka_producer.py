@@ -1,0 +1,64 @@
+"""A third-party plant producer for the Kafka-mode tests: the Confluent Python client
+(confluent-kafka's Producer, SchemaRegistryClient and AvroSerializer), nothing of twinline's.
+
+Usage: kafka_producer.py <brokers> <topic> <registry-url> <machine-id> <count> <first-event-ms>
+
+Writes <count> sensor readings of <machine-id> (one per second of event time, cycling through
+the sensors) serialized with the schema the registry holds for `sensor-readings-value`, then two
+poison records under the same key: bytes that are not in the wire format, and a wire-format
+header naming a schema id the registry does not have. Uses Kafka's default partitioner
+(murmur2, as the Java client), so a machine's records land where twinline expects them. Prints
+one JSON object: {"readings": n, "poison": [hex, hex]}.
+"""
+
+import json
+import sys
+
+from confluent_kafka import Producer
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+brokers, topic, url, machine, count, t0 = sys.argv[1:7]
+count, t0 = int(count), int(t0)
+
+client = SchemaRegistryClient({"url": url})
+latest = client.get_latest_version("sensor-readings-value")
+serializer = AvroSerializer(
+    client,
+    latest.schema.schema_str,
+    conf={
+        "auto.register.schemas": False,
+        "use.latest.version": True,
+        # The topic may carry a prefix; the subject is the unprefixed topic's.
+        "subject.name.strategy": lambda ctx, record_name: "sensor-readings-value",
+    },
+)
+ctx = SerializationContext(topic, MessageField.VALUE)
+producer = Producer({"bootstrap.servers": brokers, "partitioner": "murmur2_random", "acks": "all"})
+sensors = [("TEMPERATURE", 61.5, "C"), ("VIBRATION", 2.1, "mm/s"), ("PRESSURE", 5.2, "bar"), ("SPEED", 3000.0, "rpm")]
+errors = []
+
+
+def delivered(err, msg):
+    if err is not None:
+        errors.append(str(err))
+
+
+for i in range(count):
+    name, value, unit = sensors[i % len(sensors)]
+    reading = {
+        "machine_id": machine,
+        "sensor": name,
+        "value": value + (i % 7) * 0.1,
+        "unit": unit,
+        "event_time": t0 + i * 1000,
+    }
+    producer.produce(topic, key=machine.encode(), value=serializer(reading, ctx), on_delivery=delivered)
+poison = [b"plain text, not Avro", b"\x00\x00\x0f\x42\x3f\x02\x04\x06"]
+for p in poison:
+    producer.produce(topic, key=machine.encode(), value=p, on_delivery=delivered)
+producer.flush(30)
+if errors:
+    sys.exit("delivery failed: " + "; ".join(errors))
+print(json.dumps({"readings": count, "poison": [p.hex() for p in poison]}))
