@@ -604,6 +604,14 @@ impl EventLog for KafkaLog {
     }
 }
 
+/// A consumer's position in `topic/p` (it steps over transaction markers), if known.
+pub(crate) fn position_of(c: &BaseConsumer, topic: &str, p: u32) -> Option<i64> {
+    match c.position().ok()?.find_partition(topic, p as i32)?.offset() {
+        Offset::Offset(o) => Some(o),
+        _ => None,
+    }
+}
+
 /// Reads a `u64` big-endian header value.
 pub(crate) fn header_u64<M: Message>(m: &M, name: &str) -> Option<u64> {
     use rdkafka::message::Headers;

@@ -241,11 +241,7 @@ impl Reader {
 
     /// Kafka position of this reader in `topic/p` (past transaction markers), if known.
     fn kafka_position(&self, full: &str, p: u32) -> Option<i64> {
-        let pos = self.consumer.position().ok()?;
-        match pos.find_partition(full, p as i32)?.offset() {
-            Offset::Offset(o) => Some(o),
-            _ => None,
-        }
+        crate::position_of(&self.consumer, full, p)
     }
 
     /// The logical end of a derived partition: one past the last committed record's logical

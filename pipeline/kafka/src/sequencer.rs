@@ -51,12 +51,8 @@ pub(crate) fn spawn_index_tail(inner: Arc<Inner>) -> Result<JoinHandle<()>> {
                     }
                     Some(Err(KafkaError::PartitionEOF(_))) | None => {
                         // Transaction markers take offsets without yielding records.
-                        if let Ok(pos) = consumer.position() {
-                            if let Some(Offset::Offset(o)) =
-                                pos.find_partition(&topic, 0).map(|p| p.offset())
-                            {
-                                inner.index_pos.fetch_max(o, Ordering::AcqRel);
-                            }
+                        if let Some(o) = crate::position_of(&consumer, &topic, 0) {
+                            inner.index_pos.fetch_max(o, Ordering::AcqRel);
                         }
                     }
                     Some(Err(e)) => {

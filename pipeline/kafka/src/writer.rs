@@ -132,13 +132,7 @@ impl TaskWriter for KafkaTaskWriter {
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) | None => {
-                    let pos = c.position().ok().and_then(|p| {
-                        match p.find_partition(&topic, 0).map(|e| e.offset()) {
-                            Some(Offset::Offset(o)) => Some(o),
-                            _ => None,
-                        }
-                    });
-                    if pos.is_some_and(|o| o >= high) {
+                    if crate::position_of(&c, &topic, 0).is_some_and(|o| o >= high) {
                         break;
                     }
                 }
