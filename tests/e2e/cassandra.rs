@@ -13,7 +13,7 @@ use scylla::value::{CqlValue, Row};
 use twinline_schemas::{Payload, Topic};
 use twinline_tests::{cassandra, dump_topic, ort_library, twinline_bin, unique_name};
 
-const TABLES: [&str; 5] = [
+pub(crate) const TABLES: [&str; 5] = [
     "twin_state",
     "twin_state_history",
     "failure_predictions",
@@ -39,7 +39,7 @@ fn command(dir: &str, host: &str, keyspace: &str) -> Command {
     c
 }
 
-async fn session(host: &str) -> Session {
+pub(crate) async fn session(host: &str) -> Session {
     SessionBuilder::new()
         .known_node(host)
         .build()
@@ -48,7 +48,7 @@ async fn session(host: &str) -> Session {
 }
 
 /// Every row of every table, rendered and sorted (the tables' contents, order-free).
-async fn dump(s: &Session, ks: &str) -> BTreeMap<&'static str, Vec<String>> {
+pub(crate) async fn dump(s: &Session, ks: &str) -> BTreeMap<&'static str, Vec<String>> {
     let mut out = BTreeMap::new();
     for t in TABLES {
         let rows = s

@@ -226,7 +226,12 @@ fn third_party_producer_to_twin_state_in_the_api_and_poison_to_dead_letters() {
 fn killed_with_minus_9_no_gap_no_duplicate_and_equal_to_an_embedded_replay() {
     let kafka = kafka();
     let (_registry, url) = registry(&kafka);
+    let host = twinline_tests::cassandra();
     let prefix = format!("{}.", unique_name("eos"));
+    let (kafka_ks, clean_ks) = (
+        unique_name("eos_kafka").replace('-', "_"),
+        unique_name("eos_clean").replace('-', "_"),
+    );
     let dir = tempfile::tempdir().unwrap();
     let sim = dir.path().join("sim");
     let data = dir.path().join("data");
@@ -250,9 +255,10 @@ fn killed_with_minus_9_no_gap_no_duplicate_and_equal_to_an_embedded_replay() {
     let run = |until_done: bool| {
         let mut args = vec!["run", "--until-caught-up", "--data", data.to_str().unwrap()];
         args.extend(common);
-        args.extend(["--listen", "127.0.0.1:0"]);
+        args.extend(["--listen", "127.0.0.1:0", "--scylla", host.as_str()]);
         let mut c = Command::new(twinline_bin());
         c.args(&args)
+            .env("TWINLINE_DISTRIBUTED__SCYLLA_KEYSPACE", &kafka_ks)
             .env("TWINLINE_MODELS__DIR", &models)
             .env("ORT_DYLIB_PATH", &ort)
             .env("TWINLINE_LOG", "warn")
@@ -338,4 +344,48 @@ fn killed_with_minus_9_no_gap_no_duplicate_and_equal_to_an_embedded_replay() {
         "derived too little: {twin} twin states, {defects} defects"
     );
     eprintln!("{total} derived records equal the replay's; {killed} runs killed");
+
+    // Cassandra: the rows the killed runs left equal those of the clean replay, served by an
+    // embedded run over the replay's log.
+    let out = Command::new(twinline_bin())
+        .args([
+            "run",
+            "--until-caught-up",
+            "--data",
+            replay.to_str().unwrap(),
+        ])
+        .args(["--listen", "127.0.0.1:0", "--scylla", host.as_str()])
+        .args(["--schema-registry", url.as_str()])
+        .env("TWINLINE_DISTRIBUTED__SCYLLA_KEYSPACE", &clean_ks)
+        .env("TWINLINE_MODELS__DIR", &models)
+        .env("ORT_DYLIB_PATH", &ort)
+        .env("TWINLINE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "serving the replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let s = rt.block_on(crate::cassandra::session(&host));
+    let got = rt.block_on(crate::cassandra::dump(&s, &kafka_ks));
+    let want = rt.block_on(crate::cassandra::dump(&s, &clean_ks));
+    assert!(
+        got["twin_state"].len() == 3 && got["twin_state_history"].len() == twin,
+        "Cassandra: {} twin_state rows, {} history rows for {twin} twin states",
+        got["twin_state"].len(),
+        got["twin_state_history"].len()
+    );
+    for t in crate::cassandra::TABLES {
+        assert_eq!(got[t].len(), want[t].len(), "{t}: row counts differ");
+        assert_eq!(got[t], want[t], "{t}: rows differ from the clean replay's");
+    }
+    for ks in [&kafka_ks, &clean_ks] {
+        rt.block_on(s.query_unpaged(format!("DROP KEYSPACE {ks}"), ()))
+            .unwrap();
+    }
 }

@@ -43,48 +43,68 @@ pub enum TaskError {
     },
 }
 
-/// How far each partition task has derived: slot `p` holds an origin `F` such that every record
-/// partition task `p` derives from inputs with origin `<= F` is already in the log. A task that
-/// reads derived topics (the scheduler) processes a derived partition only up to its frontier, so
-/// its merge order is the origin order no matter how far ahead or behind the partition tasks are.
+/// How far each partition task has derived: slot `p` holds an origin `F` and, for each output
+/// partition of task `p`, its end `E` when `F` was reached: every record partition task `p`
+/// derives from inputs with origin `<= F` is at an offset below `E`, and everything below `E` was
+/// written (appended, or committed in a transaction). A task that reads derived topics (the
+/// scheduler) processes a derived partition only up to its frontier, and only once it has read
+/// that partition up to `E`, so its merge order is the origin order no matter how far ahead or
+/// behind the partition tasks are, and no matter when written records become visible to readers
+/// (Kafka answers a transaction's commit before its markers make the records readable).
 #[derive(Debug)]
 pub struct Frontiers {
-    origin: Vec<std::sync::atomic::AtomicU64>,
+    slots: Vec<parking_lot::Mutex<Frontier>>,
     /// Bumped when a partition task (re)opens, before it truncates its outputs: a reader whose
     /// round saw a bump discards that round's bound (it may have read records being rewritten).
     resets: std::sync::atomic::AtomicU64,
 }
 
+#[derive(Debug, Default)]
+struct Frontier {
+    origin: u64,
+    /// The end of each output partition `(topic, p)` of the task, at `origin`.
+    ends: Vec<(Topic, u64)>,
+}
+
 impl Frontiers {
     pub fn new(partitions: u32) -> Self {
         Frontiers {
-            origin: (0..partitions)
-                .map(|_| std::sync::atomic::AtomicU64::new(0))
+            slots: (0..partitions)
+                .map(|_| parking_lot::Mutex::new(Frontier::default()))
                 .collect(),
             resets: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
-    fn publish(&self, p: u32, origin: u64) {
-        if let Some(slot) = self.origin.get(p as usize) {
-            slot.store(origin, std::sync::atomic::Ordering::Release);
+    fn publish(&self, p: u32, origin: u64, ends: impl Iterator<Item = (Topic, u64)>) {
+        if let Some(slot) = self.slots.get(p as usize) {
+            let mut slot = slot.lock();
+            slot.origin = origin;
+            slot.ends.clear();
+            slot.ends.extend(ends);
         }
     }
 
     fn reset(&self, p: u32) {
         self.resets
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        self.publish(p, 0);
+        self.publish(p, 0, std::iter::empty());
     }
 
     fn resets(&self) -> u64 {
         self.resets.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    fn get(&self, p: u32) -> u64 {
-        self.origin
+    /// Frontier `p` and the end of `topic` at it (both 0 when nothing was published).
+    fn get(&self, p: u32, topic: Topic) -> (u64, u64) {
+        self.slots
             .get(p as usize)
-            .map_or(0, |o| o.load(std::sync::atomic::Ordering::Acquire))
+            .and_then(|s| {
+                let s = s.lock();
+                let end = s.ends.iter().find(|(t, _)| *t == topic)?.1;
+                Some((s.origin, end))
+            })
+            .unwrap_or((0, 0))
     }
 }
 
@@ -140,15 +160,28 @@ impl Input {
         from: u64,
         max_bytes: usize,
     ) -> Result<(), twinline_log::LogError> {
+        self.read_from(log, from, max_bytes)?;
+        // A read capped by `max_bytes` may leave records behind.
+        let (topic, partition) = (self.spec.topic.name(), self.spec.partition);
+        self.reached_end = self.next_read >= log.end_offset(topic, partition)?;
+        Ok(())
+    }
+
+    /// Replaces the buffer with what the log holds from `from` on (cursor back to its start).
+    fn read_from(
+        &mut self,
+        log: &dyn EventLog,
+        from: u64,
+        max_bytes: usize,
+    ) -> Result<(), twinline_log::LogError> {
         let (topic, partition) = (self.spec.topic.name(), self.spec.partition);
         self.cursor = 0;
+        self.next_read = from;
         log.read(topic, partition, from, max_bytes, &mut self.batch)?;
         if let Some(last) = self.batch.iter().last() {
             self.next_read = last.offset + 1;
             self.last_origin = self.last_origin.max(last.origin);
         }
-        // A read capped by `max_bytes` may leave records behind.
-        self.reached_end = self.next_read >= log.end_offset(topic, partition)?;
         Ok(())
     }
 }
@@ -442,34 +475,30 @@ impl Task {
         // Everything with origin <= bound is buffered or processed, on every input.
         let mut bound = u64::MAX;
         for input in &mut self.inputs {
-            let visible = match &self.gate {
-                Some(g) if !input.spec.topic.is_input() => {
-                    let f = g.get(input.spec.partition).min(committed);
-                    gated_behind |= f < committed;
-                    f
-                }
-                _ => committed,
-            };
-            if self.gate.is_some() && !input.spec.topic.is_input() {
-                // A derived partition may hold several records of one origin, and a read capped
-                // by `read_batch_bytes` may end inside such a group: re-read from the next record
-                // to process every round, and count complete only below the last origin read
-                // unless the read reached the end. A read past the end (the writer truncated
-                // what it will derive again) finds nothing yet.
-                let (topic, partition) = (input.spec.topic.name(), input.spec.partition);
+            if let Some(g) = self.gate.as_ref().filter(|_| !input.spec.topic.is_input()) {
+                // Derived partition: everything with origin <= `frontier` is below `end`. It may
+                // hold several records of one origin, and a read capped by `read_batch_bytes`
+                // may end inside such a group, or records below `end` may not be readable yet:
+                // re-read from the next record to process every round, and count complete up to
+                // the frontier only once the read got to `end`, else only below the last origin
+                // read.
+                let (frontier, end) = g.get(input.spec.partition, input.spec.topic);
+                let f = frontier.min(committed);
+                gated_behind |= f < committed;
                 let from = input.next_process;
-                if from >= self.log.end_offset(topic, partition)? {
-                    input.batch = ReadBatch::new();
+                if from >= end {
+                    input.batch.clear();
                     input.cursor = 0;
                     input.next_read = from;
-                    input.reached_end = true;
                 } else {
-                    input.fill(&*self.log, from, self.read_batch_bytes)?;
+                    input.read_from(&*self.log, from, self.read_batch_bytes)?;
                 }
+                input.reached_end = input.next_read >= end;
                 let complete = if input.reached_end {
-                    visible
+                    f
                 } else {
-                    visible.min(input.last_origin.saturating_sub(1))
+                    gated_behind = true;
+                    f.min(input.last_origin.saturating_sub(1))
                 };
                 bound = bound.min(complete);
                 continue;
@@ -484,7 +513,7 @@ impl Task {
                 // Read after the snapshot and reached the end: every record with origin <= the
                 // snapshot was visible before the read began, so it is buffered.
                 if input.reached_end {
-                    visible.max(input.last_origin)
+                    committed.max(input.last_origin)
                 } else {
                     input.last_origin
                 }
@@ -531,7 +560,7 @@ impl Task {
                 if self.writer.is_some() {
                     self.pending_frontier = Some(frontier);
                 } else {
-                    f.publish(*p, frontier);
+                    f.publish(*p, frontier, self.output_ends());
                 }
             }
         }
@@ -552,8 +581,14 @@ impl Task {
     /// anything more from it in this run.
     pub fn finish_frontier(&self) {
         if let Some((f, p)) = &self.publish_frontier {
-            f.publish(*p, u64::MAX);
+            f.publish(*p, u64::MAX, self.output_ends());
         }
+    }
+
+    /// The end of every output partition: what was written so far (with a transactional
+    /// writer, what the open transaction holds).
+    fn output_ends(&self) -> impl Iterator<Item = (Topic, u64)> + '_ {
+        self.outputs.iter().map(|((t, _), o)| (*t, o.next_offset))
     }
 
     /// The largest origin any input has buffered or processed.
@@ -1116,7 +1151,7 @@ impl Task {
                 if let (Some((f, p)), Some(frontier)) =
                     (&self.publish_frontier, self.pending_frontier.take())
                 {
-                    f.publish(*p, frontier);
+                    f.publish(*p, frontier, self.output_ends());
                 }
             }
             None => ckpt.write(&self.checkpoint_path)?,
