@@ -60,6 +60,13 @@ pub struct DistributedSection {
     /// input offsets): the latency a `read_committed` reader sees. Replaces
     /// `runtime.checkpoint_interval_ms` there.
     pub commit_interval_ms: u64,
+    /// On Kafka, how long a `twinline run` may be silent (killed, cut off) before the task
+    /// group gives its task slots to the other instances.
+    pub session_timeout_ms: u32,
+    /// On Kafka, this instance's stable name in the task group (Kafka static membership,
+    /// `group.instance.id`): restarted under the same name, it gets its task slots back at once
+    /// instead of after `session_timeout_ms`. Empty: a new member at every start.
+    pub instance_id: String,
 }
 
 /// The Parquet history (`twinline_sinks::history`).

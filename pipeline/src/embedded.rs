@@ -84,11 +84,11 @@ impl EmbeddedPipeline {
     pub fn start(cfg: &Config, dir: &Path, opts: StartOptions) -> Result<EmbeddedPipeline> {
         let store = Arc::new(Store::open(dir, cfg)?);
         let mut cfg = cfg.clone();
-        if let Some(kafka) = &store.kafka {
+        if store.kafka.is_some() {
             // On Kafka a checkpoint is a transaction commit: its interval is the latency of
-            // derived events for read_committed readers.
+            // derived events for read_committed readers. (The sequencer runs in the process of
+            // the task group that owns the last task slot.)
             cfg.runtime.checkpoint_interval_ms = cfg.distributed.commit_interval_ms.max(10);
-            kafka.start_sequencer();
         }
         let cfg = &cfg;
         // Connect to Cassandra before anything runs: a wrong address fails the start.
@@ -113,7 +113,7 @@ impl EmbeddedPipeline {
                     std::thread::Builder::new()
                         .name("kafka-inputs-done".into())
                         .spawn(move || {
-                            kafka.wait_inputs_sequenced();
+                            wait_sequenced(&kafka);
                             control.producers_done.store(true, Ordering::Release);
                         })
                         .context("spawning a thread")?;
@@ -138,7 +138,7 @@ impl EmbeddedPipeline {
                 partitions: store.partitions,
             },
             opts.until_caught_up,
-        );
+        )?;
         let feeder_stop = Arc::new(AtomicBool::new(false));
         let views_caught_up = Arc::new(AtomicBool::new(false));
         let view_applied = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -198,7 +198,7 @@ impl EmbeddedPipeline {
                 .spawn(move || {
                     let r = run_simulator(sim, resume, &ing, &ctl);
                     if let Some(k) = kafka {
-                        k.wait_inputs_sequenced();
+                        wait_sequenced(&k);
                     }
                     ctl.producers_done.store(true, Ordering::Release);
                     r
@@ -341,6 +341,17 @@ impl EmbeddedPipeline {
     /// Whether the Cassandra feeder has found nothing new at least once (or is not running).
     pub fn cassandra_caught_up(&self) -> bool {
         self.cassandra_feeder.is_none() || self.cassandra_caught_up.load(Ordering::Acquire)
+    }
+}
+
+/// Waits until every input record committed to Kafka so far has an origin (retrying on broker
+/// errors: the pipeline recovers from a broker restart by itself).
+fn wait_sequenced(kafka: &twinline_kafka::KafkaLog) {
+    let mut backoff = std::time::Duration::from_millis(200);
+    while let Err(e) = kafka.wait_inputs_sequenced() {
+        tracing::warn!(error = %e, "waiting for the inputs to be sequenced; retrying");
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(std::time::Duration::from_secs(5));
     }
 }
 

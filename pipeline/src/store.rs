@@ -217,6 +217,8 @@ pub fn open_kafka(cfg: &Config) -> Result<Option<Arc<KafkaLog>>> {
     let mut kc = KafkaConfig::new(d.kafka.clone(), inputs);
     kc.prefix = d.topic_prefix.clone();
     kc.replication = d.replication.max(1);
+    kc.session_timeout_ms = d.session_timeout_ms;
+    kc.instance_id = d.instance_id.clone();
     let log = KafkaLog::open(kc).with_context(|| format!("connecting to Kafka at {}", d.kafka))?;
     Ok(Some(Arc::new(log)))
 }

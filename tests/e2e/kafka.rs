@@ -8,7 +8,10 @@
 //! - Exactly once: `twinline run --kafka` killed with -9 again and again over inputs already in
 //!   Kafka, then finished. A read_committed reader of every derived topic sees consecutive
 //!   logical offsets (no gap, no duplicate), and every derived record equals, byte for byte, an
-//!   embedded replay of the same input topics (`twinline replay --kafka`).
+//!   embedded replay of the same input topics (`twinline replay --kafka`), and the Cassandra
+//!   rows equal those of the replay.
+//! - Scale-out: two instances in one task group split the task slots; one is killed with -9;
+//!   the other takes its slots over, and the derived topics end up equal to the replay.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -86,6 +89,48 @@ fn read_all(log: &KafkaLog, topic: &str) -> BTreeMap<u32, Vec<Rec>> {
         out.insert(p, v);
     }
     out
+}
+
+/// Whether every derived topic, read `read_committed`, has consecutive logical offsets and equals
+/// the embedded replay in `replay` record for record (offset, origin, key, value). Returns the
+/// number of records compared, or what differs.
+fn same_as_replay(log: &KafkaLog, replay: &std::path::Path) -> Result<usize, String> {
+    let mut total = 0;
+    for topic in DERIVED {
+        let got = read_all(log, topic);
+        let mut want_by_p: BTreeMap<u32, Vec<Rec>> = BTreeMap::new();
+        for (p, r) in dump_topic(replay, topic) {
+            want_by_p
+                .entry(p)
+                .or_default()
+                .push((r.offset, r.origin, r.key, r.value));
+        }
+        for (p, recs) in &got {
+            for (i, r) in recs.iter().enumerate() {
+                if r.0 != i as u64 {
+                    return Err(format!("{topic}/{p}: gap or duplicate at {i}"));
+                }
+            }
+            let want = want_by_p.remove(p).unwrap_or_default();
+            if recs.len() != want.len() {
+                return Err(format!(
+                    "{topic}/{p}: {} records in Kafka, {} in the replay",
+                    recs.len(),
+                    want.len()
+                ));
+            }
+            if let Some(i) = recs.iter().zip(&want).position(|(a, b)| a != b) {
+                return Err(format!(
+                    "{topic}/{p}: record {i} differs from the replay"
+                ));
+            }
+            total += recs.len();
+        }
+        if !want_by_p.values().all(Vec::is_empty) {
+            return Err(format!("{topic}: partitions only in the replay"));
+        }
+    }
+    Ok(total)
 }
 
 #[test]
@@ -256,6 +301,8 @@ fn killed_with_minus_9_no_gap_no_duplicate_and_equal_to_an_embedded_replay() {
         let mut args = vec!["run", "--until-caught-up", "--data", data.to_str().unwrap()];
         args.extend(common);
         args.extend(["--listen", "127.0.0.1:0", "--scylla", host.as_str()]);
+        // The same member of the task group at every restart: its slots come back at once.
+        args.extend(["--instance-id", "eos-1"]);
         let mut c = Command::new(twinline_bin());
         c.args(&args)
             .env("TWINLINE_DISTRIBUTED__SCYLLA_KEYSPACE", &kafka_ks)
@@ -304,39 +351,7 @@ fn killed_with_minus_9_no_gap_no_duplicate_and_equal_to_an_embedded_replay() {
     );
 
     let log = open_kafka(&kafka, &prefix);
-    let mut total = 0;
-    for topic in DERIVED {
-        let got = read_all(&log, topic);
-        let want = dump_topic(&replay, topic);
-        let mut want_by_p: BTreeMap<u32, Vec<Rec>> = BTreeMap::new();
-        for (p, r) in want {
-            want_by_p
-                .entry(p)
-                .or_default()
-                .push((r.offset, r.origin, r.key, r.value));
-        }
-        for (p, recs) in &got {
-            for (i, r) in recs.iter().enumerate() {
-                assert_eq!(r.0, i as u64, "{topic}/{p}: gap or duplicate at {i}");
-            }
-            let want = want_by_p.remove(p).unwrap_or_default();
-            assert_eq!(
-                recs.len(),
-                want.len(),
-                "{topic}/{p}: {} records in Kafka, {} in the replay",
-                recs.len(),
-                want.len()
-            );
-            for (a, b) in recs.iter().zip(&want) {
-                assert_eq!(a, b, "{topic}/{p}: record differs from the replay");
-            }
-            total += recs.len();
-        }
-        assert!(
-            want_by_p.values().all(Vec::is_empty),
-            "{topic}: partitions only in the replay"
-        );
-    }
+    let total = same_as_replay(&log, &replay).unwrap_or_else(|e| panic!("{e}"));
     let twin: usize = read_all(&log, "twin-state").values().map(Vec::len).sum();
     let defects: usize = read_all(&log, "defects").values().map(Vec::len).sum();
     assert!(
@@ -388,4 +403,148 @@ fn killed_with_minus_9_no_gap_no_duplicate_and_equal_to_an_embedded_replay() {
         rt.block_on(s.query_unpaged(format!("DROP KEYSPACE {ks}"), ()))
             .unwrap();
     }
+}
+
+/// The task slots named in an instance's "task slots assigned" / "revoked" log lines.
+fn slot_events(log: &str, what: &str) -> Vec<Vec<u32>> {
+    log.lines()
+        .filter(|l| l.contains(&format!("task slots {what}")))
+        .filter_map(|l| {
+            let list = l.split("slots=[").nth(1)?.split(']').next()?;
+            Some(
+                list.split(',')
+                    .filter_map(|x| x.trim().parse().ok())
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn two_instances_split_the_task_slots_and_one_takes_over_when_the_other_is_killed() {
+    let kafka = kafka();
+    let (_registry, url) = registry(&kafka);
+    let prefix = format!("{}.", unique_name("group"));
+    let dir = tempfile::tempdir().unwrap();
+    let common = [
+        "--kafka",
+        kafka.as_str(),
+        "--topic-prefix",
+        prefix.as_str(),
+        "--schema-registry",
+        url.as_str(),
+    ];
+    let sim = dir.path().join("sim");
+    let mut args = vec!["simulate", "--data", sim.to_str().unwrap()];
+    args.extend(common);
+    args.extend(["--machines", "6", "--duration", "4h", "--seed", "5"]);
+    twinline(&args);
+    let models = repo_root().join("models");
+    let ort = ort_library();
+
+    // Two instances in one task group, each logging to a file.
+    let start = |name: &str| {
+        let data = dir.path().join(format!("data-{name}"));
+        let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).unwrap();
+        let mut args = vec!["run", "--data", data.to_str().unwrap()];
+        args.extend(common);
+        args.extend(["--listen", "127.0.0.1:0", "--instance-id", name]);
+        Command::new(twinline_bin())
+            .args(&args)
+            .env("TWINLINE_MODELS__DIR", &models)
+            .env("ORT_DYLIB_PATH", &ort)
+            .env("TWINLINE_LOG", "info")
+            .env("TWINLINE_DISTRIBUTED__COMMIT_INTERVAL_MS", "100")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn")
+    };
+    let read_log = |name: &str| {
+        std::fs::read_to_string(dir.path().join(format!("{name}.log"))).unwrap_or_default()
+    };
+    let mut a = start("a");
+    let mut b = start("b");
+    // Both get slots: the group splits them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (la, lb) = (read_log("a"), read_log("b"));
+        let owned = |l: &str| {
+            let mut s: std::collections::BTreeSet<u32> = Default::default();
+            for v in slot_events(l, "assigned") {
+                s.extend(v);
+            }
+            for v in slot_events(l, "revoked") {
+                for x in v {
+                    s.remove(&x);
+                }
+            }
+            s
+        };
+        let (oa, ob) = (owned(&la), owned(&lb));
+        if !oa.is_empty() && !ob.is_empty() && oa.len() + ob.len() == 5 {
+            assert!(oa.is_disjoint(&ob), "a owns {oa:?}, b owns {ob:?}");
+            eprintln!("a owns {oa:?}, b owns {ob:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slots were not split: a owns {oa:?}, b owns {ob:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Let both work, then kill a mid-run.
+    std::thread::sleep(Duration::from_millis(1500));
+    a.kill().unwrap(); // SIGKILL
+    a.wait().unwrap();
+
+    // What the pipeline must derive: the embedded replay of the inputs, with the origins the
+    // group's sequencer gave them (a's, then b's once it holds the last slot).
+    let replay = dir.path().join("replay");
+    let mut args = vec!["replay", "--out", replay.to_str().unwrap()];
+    args.extend(common);
+    let out = Command::new(twinline_bin())
+        .args(&args)
+        .env("TWINLINE_MODELS__DIR", &models)
+        .env("ORT_DYLIB_PATH", &ort)
+        .env("TWINLINE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("warning"),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // b takes a's slots (after the session timeout) and derives the rest.
+    let log = open_kafka(&kafka, &prefix);
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let total = loop {
+        match same_as_replay(&log, &replay) {
+            Ok(n) => break n,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => {
+                let _ = b.kill();
+                panic!("b did not finish a's work: {e}\n--- b's log:\n{}", read_log("b"));
+            }
+        }
+    };
+    let lb = read_log("b");
+    let mut b_slots: std::collections::BTreeSet<u32> = Default::default();
+    for v in slot_events(&lb, "assigned") {
+        b_slots.extend(v);
+    }
+    b.kill().unwrap();
+    b.wait().unwrap();
+    assert_eq!(
+        b_slots.len(),
+        5,
+        "b ran only slots {b_slots:?}; a's were never taken over"
+    );
+    let twin: usize = read_all(&log, "twin-state").values().map(Vec::len).sum();
+    assert!(twin > 1000, "derived too little: {twin} twin states");
+    eprintln!("{total} derived records equal the replay's after the takeover");
 }

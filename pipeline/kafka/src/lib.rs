@@ -27,13 +27,15 @@
 //! Every read is `read_committed`. Each thread that reads gets its own consumer (readers at
 //! different positions of one partition never disturb each other) with one queue per partition.
 
+mod frontiers;
+mod group;
 mod origins;
 mod reader;
 mod sequencer;
 mod writer;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
@@ -53,6 +55,7 @@ use twinline_log::{
     murmur2, AppendResult, EventLog, LogError, NewRecord, ReadBatch, Result, TaskWriter,
 };
 
+pub use group::TASKS_TOPIC;
 pub use origins::{Marker, OriginIndex, Range};
 
 /// Header carrying a derived record's origin (`u64` big-endian).
@@ -63,6 +66,8 @@ pub const SEQ_HEADER: &str = "twinline-seq";
 pub const ORIGINS_TOPIC: &str = "_twinline-origins";
 /// Compacted topic of the tasks' checkpoints (after the prefix).
 pub const CHECKPOINTS_TOPIC: &str = "_twinline-checkpoints";
+/// Compacted topic of the tasks' frontiers (after the prefix), committed with their checkpoints.
+pub const FRONTIERS_TOPIC: &str = "_twinline-frontiers";
 
 /// Settings of a [`KafkaLog`].
 #[derive(Debug, Clone)]
@@ -79,6 +84,11 @@ pub struct KafkaConfig {
     pub input_topics: Vec<String>,
     /// Timeout of blocking broker calls (metadata, commits, transactions).
     pub timeout: Duration,
+    /// Session timeout of the task group: how long a process may be silent (killed, cut off)
+    /// before its task slots go to the others.
+    pub session_timeout_ms: u32,
+    /// Static membership in the task group (`group.instance.id`); empty = dynamic.
+    pub instance_id: String,
 }
 
 impl KafkaConfig {
@@ -89,6 +99,8 @@ impl KafkaConfig {
             replication: 1,
             input_topics,
             timeout: Duration::from_secs(30),
+            session_timeout_ms: 6000,
+            instance_id: String::new(),
         }
     }
 }
@@ -106,8 +118,6 @@ pub(crate) struct Inner {
     pub(crate) index: RwLock<OriginIndex>,
     /// Kafka offset up to which the index has read the origins topic.
     pub(crate) index_pos: AtomicI64,
-    /// Rounds in which the sequencer found nothing new with all its markers in the index.
-    pub(crate) idle_rounds: AtomicU64,
     stop: AtomicBool,
 }
 
@@ -183,7 +193,6 @@ impl KafkaLog {
             cfg,
             index: RwLock::new(OriginIndex::new()),
             index_pos: AtomicI64::new(0),
-            idle_rounds: AtomicU64::new(0),
             stop: AtomicBool::new(false),
         });
         let admin: AdminClient<DefaultClientContext> = inner
@@ -230,6 +239,16 @@ impl KafkaLog {
                 ("delete.retention.ms", "60000"),
             ],
         )?;
+        log.create(
+            FRONTIERS_TOPIC,
+            1,
+            &[
+                ("cleanup.policy", "compact"),
+                ("segment.ms", "60000"),
+                ("min.cleanable.dirty.ratio", "0.1"),
+                ("delete.retention.ms", "60000"),
+            ],
+        )?;
         let tail = sequencer::spawn_index_tail(inner.clone())?;
         log.threads.lock().push(tail);
         log.wait_index_caught_up()?;
@@ -243,21 +262,57 @@ impl KafkaLog {
         wait_index(&self.inner, &self.meta)
     }
 
-    /// Starts the sequencer in this process (`twinline run` does; tools that only read do not).
-    /// A sequencer in another process is fenced: the newest one wins.
-    pub fn start_sequencer(&self) {
-        let h = sequencer::spawn_sequencer(self.inner.clone());
-        self.threads.lock().push(h);
-    }
-
-    /// Blocks until this process's sequencer has given an origin to every input record
-    /// committed before the call: it waits for a round that began after the call and found
-    /// nothing new.
-    pub fn wait_inputs_sequenced(&self) {
-        let seen = self.inner.idle_rounds.load(Ordering::Acquire);
-        while self.inner.idle_rounds.load(Ordering::Acquire) < seen + 2 {
-            std::thread::sleep(Duration::from_millis(10));
+    /// Blocks until every input record committed before the call has an origin, given by the
+    /// sequencer of whichever process runs it. Logs every 10 s while it waits.
+    pub fn wait_inputs_sequenced(&self) -> Result<()> {
+        let c: BaseConsumer = self
+            .inner
+            .reader_config("twinline-meta")
+            .create()
+            .map_err(|e| broker("creating a reader", e))?;
+        let started = Instant::now();
+        let mut logged = Instant::now();
+        for (rank, name) in self.inner.cfg.input_topics.iter().enumerate() {
+            let full = self.inner.topic(name);
+            for p in 0..self.partitions(name)? {
+                let (_, high) = self.inner.watermarks(&c, &full, p)?;
+                let sequenced = || self.inner.index.read().sequenced_end(rank as u16, p);
+                if high <= sequenced() as i64 {
+                    continue;
+                }
+                // Committed records end below `high` (a transaction marker takes an offset too):
+                // the target is one past the last record before it.
+                let mut target = sequenced();
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition_offset(&full, p as i32, Offset::Offset(target as i64))
+                    .map_err(|e| broker("assigning", e))?;
+                c.assign(&tpl).map_err(|e| broker("assigning", e))?;
+                let deadline = Instant::now() + self.inner.cfg.timeout;
+                loop {
+                    match c.poll(Duration::from_millis(20)) {
+                        Some(Ok(m)) => target = target.max(m.offset() as u64 + 1),
+                        Some(Err(KafkaError::PartitionEOF(_))) | None => {}
+                        Some(Err(e)) => return Err(broker(format!("reading {full}/{p}"), e)),
+                    }
+                    if position_of(&c, &full, p).is_some_and(|o| o >= high) {
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        return Err(broker(format!("reading {full}/{p} up to {high}"), "timed out"));
+                    }
+                }
+                while sequenced() < target {
+                    if logged.elapsed() > Duration::from_secs(10) {
+                        info!(topic = %full, partition = p, sequenced = sequenced(), target,
+                            waited_s = started.elapsed().as_secs(),
+                            "waiting for the sequencer (it runs in the process owning the last task slot)");
+                        logged = Instant::now();
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
         }
+        Ok(())
     }
 
     pub fn config(&self) -> &KafkaConfig {
@@ -597,6 +652,25 @@ impl EventLog for KafkaLog {
             self.inner.clone(),
             task,
         )?)))
+    }
+
+    fn join_task_group(
+        &self,
+        slots: u32,
+        handler: twinline_log::GroupHandler,
+    ) -> Result<Option<Box<dyn twinline_log::TaskGroup>>> {
+        self.create(TASKS_TOPIC, slots, &[])?;
+        Ok(Some(Box::new(group::KafkaTaskGroup::join(
+            self.inner.clone(),
+            slots,
+            handler,
+        )?)))
+    }
+
+    fn watch_frontiers(&self, handler: twinline_log::FrontierHandler) -> Result<()> {
+        let h = frontiers::spawn_frontier_tail(self.inner.clone(), handler)?;
+        self.threads.lock().push(h);
+        Ok(())
     }
 
     fn committed_origin(&self) -> u64 {

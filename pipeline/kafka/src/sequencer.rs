@@ -3,7 +3,7 @@
 //! `read_committed` and writes the next marker in a transaction with its input offsets).
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -65,13 +65,15 @@ pub(crate) fn spawn_index_tail(inner: Arc<Inner>) -> Result<JoinHandle<()>> {
         .expect("spawning the origin index thread"))
 }
 
-pub(crate) fn spawn_sequencer(inner: Arc<Inner>) -> JoinHandle<()> {
+/// Runs sequencer sessions (restarted with backoff on errors) until `stop` or the log stops.
+pub(crate) fn spawn_sequencer(inner: Arc<Inner>, stop: Arc<AtomicBool>) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("kafka-sequencer".into())
         .spawn(move || {
             let mut backoff = Duration::from_millis(100);
-            while !inner.stop.load(Ordering::Acquire) {
-                match sequence(&inner) {
+            let stopped = || inner.stop.load(Ordering::Acquire) || stop.load(Ordering::Acquire);
+            while !stopped() {
+                match sequence(&inner, &stopped) {
                     Ok(()) => return,
                     Err(e) => {
                         warn!(error = %e, "sequencer failed; restarting with backoff");
@@ -86,7 +88,7 @@ pub(crate) fn spawn_sequencer(inner: Arc<Inner>) -> JoinHandle<()> {
 
 /// One sequencer session: fence older sequencers, start where the committed markers end, and
 /// write a marker per round of newly committed input records.
-fn sequence(inner: &Arc<Inner>) -> Result<()> {
+fn sequence(inner: &Arc<Inner>, stopped: &dyn Fn() -> bool) -> Result<()> {
     let timeout = inner.cfg.timeout;
     let origins = inner.topic(ORIGINS_TOPIC);
     let producer: BaseProducer = inner
@@ -146,7 +148,7 @@ fn sequence(inner: &Arc<Inner>) -> Result<()> {
         .collect();
     info!(base, partitions = next.len(), "sequencer started");
     let mut markers = 0u64;
-    while !inner.stop.load(Ordering::Acquire) {
+    while !stopped() {
         // Gather one round: what is there now, up to 20 ms or 50,000 records.
         let mut ends: BTreeMap<(u16, u32), u64> = BTreeMap::new();
         let started = Instant::now();
@@ -171,9 +173,6 @@ fn sequence(inner: &Arc<Inner>) -> Result<()> {
             }
         }
         if ends.is_empty() {
-            if inner.index.read().end() == base {
-                inner.idle_rounds.fetch_add(1, Ordering::AcqRel);
-            }
             continue;
         }
         let ranges: Vec<Range> = ends

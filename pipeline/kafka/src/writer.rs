@@ -13,7 +13,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use tracing::info;
 use twinline_log::{NewRecord, Result, TaskWriter};
 
-use crate::{broker, Inner, CHECKPOINTS_TOPIC, ORIGIN_HEADER, SEQ_HEADER};
+use crate::{broker, Inner, CHECKPOINTS_TOPIC, FRONTIERS_TOPIC, ORIGIN_HEADER, SEQ_HEADER};
 
 pub(crate) struct KafkaTaskWriter {
     inner: Arc<Inner>,
@@ -184,7 +184,12 @@ impl TaskWriter for KafkaTaskWriter {
         Ok(())
     }
 
-    fn commit(&mut self, checkpoint: &[u8], inputs: &[(String, u32, u64)]) -> Result<()> {
+    fn commit(
+        &mut self,
+        checkpoint: &[u8],
+        inputs: &[(String, u32, u64)],
+        frontier: Option<&[u8]>,
+    ) -> Result<()> {
         self.begin()?;
         let topic = self.inner.topic(CHECKPOINTS_TOPIC);
         let rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic)
@@ -192,6 +197,14 @@ impl TaskWriter for KafkaTaskWriter {
             .key(self.task.as_bytes())
             .payload(checkpoint);
         self.send(rec)?;
+        if let Some(frontier) = frontier {
+            let topic = self.inner.topic(FRONTIERS_TOPIC);
+            let rec: BaseRecord<'_, [u8], [u8]> = BaseRecord::to(&topic)
+                .partition(0)
+                .key(self.task.as_bytes())
+                .payload(frontier);
+            self.send(rec)?;
+        }
         let mut tpl = TopicPartitionList::new();
         for (t, p, o) in inputs {
             tpl.add_partition_offset(&self.inner.topic(t), *p as i32, Offset::Offset(*o as i64))

@@ -158,9 +158,38 @@ pub trait TaskWriter: Send {
         records: &[NewRecord<'_>],
     ) -> Result<()>;
 
-    /// Commits everything appended since the last commit together with `checkpoint` and the next
-    /// input offsets `(topic, partition, offset)`: all of it becomes visible, or none.
-    fn commit(&mut self, checkpoint: &[u8], inputs: &[(String, u32, u64)]) -> Result<()>;
+    /// Commits everything appended since the last commit together with `checkpoint`, the next
+    /// input offsets `(topic, partition, offset)` and, if given, the task's frontier (published
+    /// to every process through [`EventLog::watch_frontiers`]): all of it becomes visible, or
+    /// none.
+    fn commit(
+        &mut self,
+        checkpoint: &[u8],
+        inputs: &[(String, u32, u64)],
+        frontier: Option<&[u8]>,
+    ) -> Result<()>;
+}
+
+/// A change of the task slots this process owns in a [`EventLog::join_task_group`] group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupEvent<'a> {
+    /// These slots are now this process's: start their tasks.
+    Assigned(&'a [u32]),
+    /// These slots are taken away: stop their tasks (final checkpoint) before returning.
+    Revoked(&'a [u32]),
+}
+
+/// Called by the group's thread on every change, synchronously: another process gets a revoked
+/// slot only after the handler returned.
+pub type GroupHandler = std::sync::Arc<dyn Fn(GroupEvent<'_>) + Send + Sync>;
+
+/// Called with (task, frontier bytes) for every frontier a task commits, in any process.
+pub type FrontierHandler = std::sync::Arc<dyn Fn(&str, &[u8]) + Send + Sync>;
+
+/// Membership of a task group; dropping it (or [`TaskGroup::leave`]) leaves the group, which
+/// revokes every slot this process owns first.
+pub trait TaskGroup: Send {
+    fn leave(self: Box<Self>);
 }
 
 /// A partitioned, offset-addressed, durable event log: what the runtime, the CLI and the query
@@ -250,6 +279,25 @@ pub trait EventLog: Send + Sync {
     fn task_writer(&self, task: &str) -> Result<Option<Box<dyn TaskWriter>>> {
         let _ = task;
         Ok(None)
+    }
+
+    /// Shares `slots` task slots among every process that joins with the same log (a consumer
+    /// group on Kafka). `None` (the default): this process is the only one and owns every slot.
+    fn join_task_group(
+        &self,
+        slots: u32,
+        handler: GroupHandler,
+    ) -> Result<Option<Box<dyn TaskGroup>>> {
+        let _ = (slots, handler);
+        Ok(None)
+    }
+
+    /// Calls `handler` with every frontier committed through a [`TaskWriter`] (those committed
+    /// before, then new ones as they come), on a thread of the log. The default does nothing:
+    /// without task writers, frontiers stay within the process.
+    fn watch_frontiers(&self, handler: FrontierHandler) -> Result<()> {
+        let _ = handler;
+        Ok(())
     }
 
     /// `C` such that every counter-stamped record with origin `<= C` is visible and every later

@@ -95,6 +95,20 @@ pub fn replay(
                 let n = k
                     .partitions(Topic::SensorReadings.name())
                     .context("the pipeline's input topics")?;
+                // Input records get their origins from the sequencer of a running `twinline
+                // run`; the replay copies those that have one.
+                let (tx, rx) = std::sync::mpsc::channel();
+                let waiter = k.clone();
+                std::thread::spawn(move || {
+                    let _ = tx.send(waiter.wait_inputs_sequenced());
+                });
+                match rx.recv_timeout(Duration::from_secs(10)) {
+                    Ok(r) => r.context("waiting for the inputs to be sequenced")?,
+                    Err(_) => eprintln!(
+                        "warning: some committed input records have no origin yet (is a `twinline run` \
+                         on these topics running? its sequencer gives them one); replaying those that have"
+                    ),
+                }
                 (k, n)
             }
             None => {

@@ -72,6 +72,11 @@ pub struct RunArgs {
     /// `distributed.topic_prefix`: none).
     #[arg(long)]
     pub topic_prefix: Option<String>,
+    /// With `--kafka`: this instance's stable name in the task group (config
+    /// `distributed.instance_id`). Restarted under the same name, it takes its task slots back at
+    /// once; every instance sharing the topics needs its own name.
+    #[arg(long)]
+    pub instance_id: Option<String>,
     /// Scylla/Cassandra contact points (comma-separated `host:port`) to write the served state
     /// to: current twin state, failure predictions, schedule, day-bucketed twin-state history
     /// (default from config `distributed.scylla`: none).
@@ -118,6 +123,9 @@ pub fn run(mut cfg: Config, args: RunArgs) -> Result<()> {
     }
     if let Some(p) = &args.topic_prefix {
         cfg.distributed.topic_prefix = p.clone();
+    }
+    if let Some(i) = &args.instance_id {
+        cfg.distributed.instance_id = i.clone();
     }
     let dir = args.data.clone().unwrap_or_else(|| cfg.data.dir.clone());
     let simulate = if args.simulate {
@@ -221,8 +229,9 @@ pub fn run(mut cfg: Config, args: RunArgs) -> Result<()> {
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => break,
                     _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
-                        if until && ctl.producers_done.load(Ordering::Acquire)
-                            && ctl.tasks_caught_up.load(Ordering::Acquire) >= ctl.checkpoint_served.len() as u64 {
+                        if until && ((ctl.producers_done.load(Ordering::Acquire)
+                            && ctl.tasks_caught_up.load(Ordering::Acquire) >= ctl.checkpoint_served.len() as u64)
+                            || ctl.tasks_done.load(Ordering::Acquire)) {
                             break;
                         }
                     }

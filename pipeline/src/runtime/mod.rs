@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use tracing::{error, info, info_span, warn};
 use twinline_log::EventLog;
 use twinline_processors::Processor;
@@ -38,6 +39,8 @@ pub struct Control {
     pub checkpoint_served: Vec<AtomicU64>,
     /// Tasks that have processed everything visible since producers finished.
     pub tasks_caught_up: AtomicU64,
+    /// Every task this process ran has stopped (with a task group: it left the group).
+    pub tasks_done: AtomicBool,
     /// Next offset to process per input partition, published by the tasks (for lag).
     pub positions: parking_lot::Mutex<std::collections::BTreeMap<(Topic, u32), u64>>,
 }
@@ -220,31 +223,138 @@ pub struct TaskRunnerArgs {
     pub partitions: u32,
 }
 
-/// Spawn one thread per partition task. Each returns when shut down or, with `until_caught_up`,
-/// when producers are done and it has processed everything; both end with a final checkpoint.
+/// Spawn one thread per task this process runs. Each returns when shut down or, with
+/// `until_caught_up`, when producers are done and it has processed everything; both end with a
+/// final checkpoint.
+///
+/// On a log shared by several processes (Kafka), the task slots (partition tasks, then the
+/// scheduler) are shared through [`EventLog::join_task_group`]: this process runs the slots it is
+/// assigned, stops a slot's task when it is revoked (so its next owner starts from its final
+/// checkpoint), and the one returned handle is the group's supervisor, which leaves the group
+/// on shutdown or once its tasks are done. Frontiers committed by tasks of any process reach
+/// this process's scheduler through [`EventLog::watch_frontiers`].
 pub fn spawn_tasks(
     args: TaskRunnerArgs,
     until_caught_up: bool,
-) -> Vec<JoinHandle<anyhow::Result<()>>> {
+) -> anyhow::Result<Vec<JoinHandle<anyhow::Result<()>>>> {
     let frontiers = Arc::new(Frontiers::new(args.partitions));
-    let args = Arc::new(args);
-    let mut ids: Vec<TaskId> = (0..args.partitions).map(TaskId::Partition).collect();
-    if args.cfg.scheduling.enabled {
-        ids.push(TaskId::Scheduler);
+    let slots = task_count(&args.cfg, args.partitions);
+    let log = args.log.clone();
+    let control = args.control.clone();
+    let runner = Arc::new(Runner {
+        args: Arc::new(args),
+        frontiers: frontiers.clone(),
+        until_caught_up,
+        running: parking_lot::Mutex::new(std::collections::BTreeMap::new()),
+        finished: parking_lot::Mutex::new(Vec::new()),
+        ever_assigned: AtomicBool::new(false),
+    });
+    {
+        let f = frontiers.clone();
+        log.watch_frontiers(Arc::new(move |task, bytes| f.apply_committed(task, bytes)))?;
     }
-    ids.into_iter()
-        .map(|id| {
-            let (a, f) = (args.clone(), frontiers.clone());
-            let name = match id {
-                TaskId::Partition(p) => format!("task-p{p}"),
-                TaskId::Scheduler => "task-scheduler".to_string(),
-            };
-            std::thread::Builder::new()
-                .name(name)
-                .spawn(move || run_task(&a, &f, id, until_caught_up))
-                .expect("spawning a task thread")
+    let handler: twinline_log::GroupHandler = {
+        let r = runner.clone();
+        Arc::new(move |ev| match ev {
+            twinline_log::GroupEvent::Assigned(s) => s.iter().for_each(|&slot| r.start(slot)),
+            twinline_log::GroupEvent::Revoked(s) => s.iter().for_each(|&slot| r.stop(slot)),
         })
-        .collect()
+    };
+    let Some(group) = log.join_task_group(slots, handler)? else {
+        // The only process: every slot, one thread each.
+        for slot in 0..slots {
+            runner.start(slot);
+        }
+        let mut running = runner.running.lock();
+        return Ok(std::mem::take(&mut *running)
+            .into_values()
+            .map(|(_, h)| h)
+            .collect());
+    };
+    let supervisor = std::thread::Builder::new()
+        .name("task-group".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_millis(50));
+                if control.shutdown.load(Ordering::Acquire) {
+                    break;
+                }
+                if until_caught_up && runner.ever_assigned.load(Ordering::Acquire) && runner.all_done() {
+                    info!("every task of this process is done: leaving the task group");
+                    break;
+                }
+            }
+            group.leave();
+            control.tasks_done.store(true, Ordering::Release);
+            let mut handles: Vec<_> = std::mem::take(&mut *runner.running.lock())
+                .into_values()
+                .map(|(_, h)| h)
+                .collect();
+            handles.append(&mut runner.finished.lock());
+            join_all(handles)
+        })
+        .context("spawning the task group supervisor")?;
+    Ok(vec![supervisor])
+}
+
+/// The task threads of this process, by slot.
+struct Runner {
+    args: Arc<TaskRunnerArgs>,
+    frontiers: Arc<Frontiers>,
+    until_caught_up: bool,
+    running: parking_lot::Mutex<
+        std::collections::BTreeMap<u32, (Arc<AtomicBool>, JoinHandle<anyhow::Result<()>>)>,
+    >,
+    /// Threads of slots revoked since (joined when the runner ends).
+    finished: parking_lot::Mutex<Vec<JoinHandle<anyhow::Result<()>>>>,
+    ever_assigned: AtomicBool,
+}
+
+impl Runner {
+    fn slot_id(&self, slot: u32) -> TaskId {
+        if slot < self.args.partitions {
+            TaskId::Partition(slot)
+        } else {
+            TaskId::Scheduler
+        }
+    }
+
+    fn start(&self, slot: u32) {
+        self.ever_assigned.store(true, Ordering::Release);
+        let mut running = self.running.lock();
+        if running.contains_key(&slot) {
+            return;
+        }
+        let id = self.slot_id(slot);
+        let (a, f, until) = (self.args.clone(), self.frontiers.clone(), self.until_caught_up);
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let name = match id {
+            TaskId::Partition(p) => format!("task-p{p}"),
+            TaskId::Scheduler => "task-scheduler".to_string(),
+        };
+        let h = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || run_task(&a, &f, id, until, &flag))
+            .expect("spawning a task thread");
+        running.insert(slot, (stop, h));
+    }
+
+    /// Stops the task of `slot` (final checkpoint) and waits for it.
+    fn stop(&self, slot: u32) {
+        let Some((stop, h)) = self.running.lock().remove(&slot) else {
+            return;
+        };
+        stop.store(true, Ordering::Release);
+        while !h.is_finished() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.finished.lock().push(h);
+    }
+
+    fn all_done(&self) -> bool {
+        self.running.lock().values().all(|(_, h)| h.is_finished())
+    }
 }
 
 fn open_task(a: &TaskRunnerArgs, f: &Arc<Frontiers>, id: TaskId) -> Result<Task, task::TaskError> {
@@ -309,6 +419,7 @@ fn run_task(
     f: &Arc<Frontiers>,
     id: TaskId,
     until_caught_up: bool,
+    stop: &AtomicBool,
 ) -> anyhow::Result<()> {
     let span = match id {
         TaskId::Partition(p) => info_span!("task", partition = p),
@@ -317,9 +428,14 @@ fn run_task(
     let _g = span.enter();
     let mut backoff = Duration::from_millis(100);
     loop {
-        match drive_task(a, f, id, until_caught_up) {
+        match drive_task(a, f, id, until_caught_up, stop) {
             Ok(()) => return Ok(()),
             Err(e) => {
+                if stop.load(Ordering::Acquire) {
+                    // Its slot went to another process, which fenced this one's writer.
+                    warn!(error = %e, "task stopped (its slot was revoked)");
+                    return Ok(());
+                }
                 a.metrics.task_restarts.fetch_add(1, Ordering::Relaxed);
                 error!(error = %e, "task failed; restarting from its checkpoint");
                 if a.control.shutdown.load(Ordering::Relaxed) {
@@ -337,6 +453,7 @@ fn drive_task(
     f: &Arc<Frontiers>,
     id: TaskId,
     until_caught_up: bool,
+    stop: &AtomicBool,
 ) -> Result<(), task::TaskError> {
     let mut task = open_task(a, f, id)?;
     // Checkpoint slot in `Control`: partitions first, then the scheduler.
@@ -359,7 +476,8 @@ fn drive_task(
                 pos.insert((t, part), off);
             }
         }
-        let shutdown = a.control.shutdown.load(Ordering::Relaxed);
+        let revoked = stop.load(Ordering::Acquire);
+        let shutdown = a.control.shutdown.load(Ordering::Relaxed) || revoked;
         let requested = a.control.checkpoint_request.load(Ordering::Relaxed);
         let served = a
             .control
@@ -376,7 +494,9 @@ fn drive_task(
             }
         }
         if shutdown {
-            task.finish_frontier();
+            if !revoked {
+                task.finish_frontier();
+            }
             info!("task stopped after a final checkpoint");
             return Ok(());
         }

@@ -85,6 +85,67 @@ impl Frontiers {
         }
     }
 
+    /// Publishes unless slot `p` already holds a later frontier: frontiers committed through a
+    /// transactional writer come both from this process and from the log, in any order, and a
+    /// committed frontier never stops being true (nothing is truncated).
+    fn publish_max(&self, p: u32, origin: u64, ends: impl Iterator<Item = (Topic, u64)>) {
+        if let Some(slot) = self.slots.get(p as usize) {
+            let mut slot = slot.lock();
+            if origin >= slot.origin {
+                slot.origin = origin;
+                slot.ends.clear();
+                slot.ends.extend(ends);
+            }
+        }
+    }
+
+    /// A frontier as committed with a checkpoint: origin, then (topic name length, name, end)
+    /// per output partition; integers big-endian.
+    fn encode(origin: u64, ends: impl Iterator<Item = (Topic, u64)>) -> Vec<u8> {
+        let mut out = origin.to_be_bytes().to_vec();
+        for (t, end) in ends {
+            out.push(t.name().len() as u8);
+            out.extend_from_slice(t.name().as_bytes());
+            out.extend_from_slice(&end.to_be_bytes());
+        }
+        out
+    }
+
+    /// Applies a frontier committed by task `task` (in any process); others are ignored.
+    pub fn apply_committed(&self, task: &str, bytes: &[u8]) {
+        let Some(p) = task
+            .strip_prefix("partition-")
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            return;
+        };
+        let Some((origin, mut rest)) = bytes
+            .split_first_chunk::<8>()
+            .map(|(o, r)| (u64::from_be_bytes(*o), r))
+        else {
+            warn!(task, "unreadable frontier ignored");
+            return;
+        };
+        let mut ends = Vec::new();
+        while let Some((&n, r)) = rest.split_first() {
+            let n = n as usize;
+            let (Some(name), Some(end)) = (
+                r.get(..n).and_then(|b| std::str::from_utf8(b).ok()),
+                r.get(n..n + 8)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes),
+            ) else {
+                warn!(task, "unreadable frontier ignored");
+                return;
+            };
+            if let Some(t) = Topic::from_name(name) {
+                ends.push((t, end));
+            }
+            rest = &r[n + 8..];
+        }
+        self.publish_max(p, origin, ends.into_iter());
+    }
+
     fn reset(&self, p: u32) {
         self.resets
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
@@ -339,7 +400,7 @@ impl Task {
             writer,
             pending_frontier: None,
         };
-        if let Some((f, p)) = &task.publish_frontier {
+        if let (Some((f, p)), None) = (&task.publish_frontier, &task.writer) {
             // Before truncating: readers must not trust what they saw of the old tail.
             f.reset(*p);
         }
@@ -1139,6 +1200,12 @@ impl Task {
                 .collect(),
         };
         let ckpt = Checkpoint { header, states };
+        let frontier = match (&self.publish_frontier, self.pending_frontier.take()) {
+            (Some(_), Some(origin)) if self.writer.is_some() => {
+                Some((origin, Frontiers::encode(origin, self.output_ends())))
+            }
+            _ => None,
+        };
         match &mut self.writer {
             Some(w) => {
                 let inputs: Vec<(String, u32, u64)> = ckpt
@@ -1147,11 +1214,13 @@ impl Task {
                     .iter()
                     .map(|o| (o.topic.clone(), o.partition, o.offset))
                     .collect();
-                w.commit(&ckpt.encode(), &inputs)?;
-                if let (Some((f, p)), Some(frontier)) =
-                    (&self.publish_frontier, self.pending_frontier.take())
-                {
-                    f.publish(*p, frontier, self.output_ends());
+                w.commit(
+                    &ckpt.encode(),
+                    &inputs,
+                    frontier.as_ref().map(|f| &f.1[..]),
+                )?;
+                if let (Some((f, p)), Some((origin, _))) = (&self.publish_frontier, frontier) {
+                    f.publish_max(*p, origin, self.output_ends());
                 }
             }
             None => ckpt.write(&self.checkpoint_path)?,
