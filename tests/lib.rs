@@ -363,6 +363,19 @@ pub fn kafka() -> String {
         .clone()
 }
 
+static KAFKA_USE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Held by a test while it uses the Kafka broker: tests run in parallel, and the broker-restart
+/// test takes the broker away (it holds [`kafka_exclusive`]).
+pub fn kafka_shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    KAFKA_USE.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Held by the test that restarts the broker: no other Kafka test runs meanwhile.
+pub fn kafka_exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
+    KAFKA_USE.write().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Contact point of the real Apache Cassandra the distributed-mode tests use: `TWINLINE_SCYLLA`
 /// when set, otherwise `docker/local/up --only cassandra` is run once, as for [`kafka`].
 pub fn cassandra() -> String {

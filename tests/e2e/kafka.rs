@@ -10,6 +10,8 @@
 //!   logical offsets (no gap, no duplicate), and every derived record equals, byte for byte, an
 //!   embedded replay of the same input topics (`twinline replay --kafka`), and the Cassandra
 //!   rows equal those of the replay.
+//! - Broker restart: the broker is stopped and started again mid-run; the run recovers by
+//!   itself and its derived topics equal the replay.
 //! - Scale-out: two instances in one task group split the task slots; one is killed with -9;
 //!   the other takes its slots over, and the derived topics end up equal to the replay.
 
@@ -120,9 +122,7 @@ fn same_as_replay(log: &KafkaLog, replay: &std::path::Path) -> Result<usize, Str
                 ));
             }
             if let Some(i) = recs.iter().zip(&want).position(|(a, b)| a != b) {
-                return Err(format!(
-                    "{topic}/{p}: record {i} differs from the replay"
-                ));
+                return Err(format!("{topic}/{p}: record {i} differs from the replay"));
             }
             total += recs.len();
         }
@@ -135,6 +135,7 @@ fn same_as_replay(log: &KafkaLog, replay: &std::path::Path) -> Result<usize, Str
 
 #[test]
 fn third_party_producer_to_twin_state_in_the_api_and_poison_to_dead_letters() {
+    let _broker = twinline_tests::kafka_shared();
     let kafka = kafka();
     let (_registry, url) = registry(&kafka);
     let prefix = format!("{}.", unique_name("tp"));
@@ -269,6 +270,7 @@ fn third_party_producer_to_twin_state_in_the_api_and_poison_to_dead_letters() {
 
 #[test]
 fn killed_with_minus_9_no_gap_no_duplicate_and_equal_to_an_embedded_replay() {
+    let _broker = twinline_tests::kafka_shared();
     let kafka = kafka();
     let (_registry, url) = registry(&kafka);
     let host = twinline_tests::cassandra();
@@ -422,6 +424,7 @@ fn slot_events(log: &str, what: &str) -> Vec<Vec<u32>> {
 
 #[test]
 fn two_instances_split_the_task_slots_and_one_takes_over_when_the_other_is_killed() {
+    let _broker = twinline_tests::kafka_shared();
     let kafka = kafka();
     let (_registry, url) = registry(&kafka);
     let prefix = format!("{}.", unique_name("group"));
@@ -528,7 +531,10 @@ fn two_instances_split_the_task_slots_and_one_takes_over_when_the_other_is_kille
             }
             Err(e) => {
                 let _ = b.kill();
-                panic!("b did not finish a's work: {e}\n--- b's log:\n{}", read_log("b"));
+                panic!(
+                    "b did not finish a's work: {e}\n--- b's log:\n{}",
+                    read_log("b")
+                );
             }
         }
     };
@@ -547,4 +553,129 @@ fn two_instances_split_the_task_slots_and_one_takes_over_when_the_other_is_kille
     let twin: usize = read_all(&log, "twin-state").values().map(Vec::len).sum();
     assert!(twin > 1000, "derived too little: {twin} twin states");
     eprintln!("{total} derived records equal the replay's after the takeover");
+}
+
+/// Committed records in every partition of `topic` (the sum of the logical ends).
+fn committed_records(log: &KafkaLog, topic: &str) -> u64 {
+    (0..log.partitions(topic).expect("partitions"))
+        .map(|p| log.end_offset(topic, p).unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn broker_restart_mid_run_the_pipeline_recovers_by_itself_and_loses_nothing() {
+    // No other Kafka test runs while the broker is away.
+    let _broker = twinline_tests::kafka_exclusive();
+    let kafka = kafka();
+    let restart = repo_root().join("docker/local/restart-kafka");
+    let (_registry, url) = registry(&kafka);
+    let prefix = format!("{}.", unique_name("restart"));
+    let dir = tempfile::tempdir().unwrap();
+    let common = [
+        "--kafka",
+        kafka.as_str(),
+        "--topic-prefix",
+        prefix.as_str(),
+        "--schema-registry",
+        url.as_str(),
+    ];
+    let sim = dir.path().join("sim");
+    let mut args = vec!["simulate", "--data", sim.to_str().unwrap()];
+    args.extend(common);
+    args.extend(["--machines", "6", "--duration", "4h", "--seed", "9"]);
+    twinline(&args);
+    let models = repo_root().join("models");
+    let ort = ort_library();
+    let data = dir.path().join("data");
+    let log_path = dir.path().join("run.log");
+    let mut args = vec!["run", "--until-caught-up", "--data", data.to_str().unwrap()];
+    args.extend(common);
+    args.extend(["--listen", "127.0.0.1:0", "--instance-id", "restart-1"]);
+    let mut child = Command::new(twinline_bin())
+        .args(&args)
+        .env("TWINLINE_MODELS__DIR", &models)
+        .env("ORT_DYLIB_PATH", &ort)
+        .env("TWINLINE_LOG", "info")
+        .env("TWINLINE_DISTRIBUTED__COMMIT_INTERVAL_MS", "100")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .expect("spawn");
+    let run_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !run_log().contains("task slots assigned") {
+        assert!(
+            Instant::now() < deadline,
+            "no slots assigned:\n{}",
+            run_log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the run finished before the broker restarted: give it more input"
+    );
+
+    // Stop the broker and start it again (same data): the run is left to recover by itself.
+    let out = Command::new(&restart)
+        .output()
+        .expect("docker/local/restart-kafka");
+    assert!(
+        out.status.success(),
+        "docker/local/restart-kafka failed (the test needs the broker docker/local/up started): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let back = Instant::now();
+    let log = open_kafka(&kafka, &prefix);
+    let before = committed_records(&log, "twin-state");
+    let mut progressed = None;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let status = loop {
+        if progressed.is_none() && committed_records(&log, "twin-state") > before {
+            progressed = Some(back.elapsed());
+        }
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "the run did not finish after the broker restart:\n{}",
+                run_log()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "the run failed:\n{}", run_log());
+    let recovered = run_log()
+        .lines()
+        .filter(|l| l.contains("restarting"))
+        .count();
+    eprintln!(
+        "broker back; first new twin state committed {:?} later; run finished {:?} after; \
+         {recovered} component restarts logged",
+        progressed,
+        back.elapsed()
+    );
+
+    // Nothing lost, nothing twice: equal to the embedded replay of the same inputs.
+    let replay = dir.path().join("replay");
+    let mut args = vec!["replay", "--out", replay.to_str().unwrap()];
+    args.extend(common);
+    let out = Command::new(twinline_bin())
+        .args(&args)
+        .env("TWINLINE_MODELS__DIR", &models)
+        .env("ORT_DYLIB_PATH", &ort)
+        .env("TWINLINE_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let total = same_as_replay(&log, &replay).unwrap_or_else(|e| panic!("{e}"));
+    assert!(total > 1000, "derived too little: {total}");
+    eprintln!("{total} derived records equal the replay's after the broker restart");
 }

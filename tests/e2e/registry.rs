@@ -44,6 +44,7 @@ fn post(listen: &str, path: &str, body: &Value) -> (u16, Value) {
 
 #[test]
 fn third_party_clients_and_twinline_share_one_registry_kept_in_kafka() {
+    let _broker = twinline_tests::kafka_shared();
     let kafka = kafka();
     let topic = unique_name("_schemas-it");
     let (server, listen) = registry(&kafka, &topic);
@@ -272,6 +273,7 @@ fn third_party_clients_and_twinline_share_one_registry_kept_in_kafka() {
 
 #[test]
 fn twinline_refuses_to_start_against_an_incompatible_registered_schema() {
+    let _broker = twinline_tests::kafka_shared();
     let kafka = kafka();
     let topic = unique_name("_schemas-incompat");
     let (_server, listen) = registry(&kafka, &topic);

@@ -24,7 +24,9 @@ use crate::{broker, sequencer, Inner};
 /// Topic whose partitions are the task slots (after the prefix).
 pub const TASKS_TOPIC: &str = "_twinline-tasks";
 
-pub(crate) struct GroupContext {
+/// What the group's member shares with its rebalance callbacks (and with the next member, when
+/// a fatal error makes the thread create a new one).
+pub(crate) struct GroupState {
     inner: Arc<Inner>,
     topic: String,
     slots: u32,
@@ -33,7 +35,7 @@ pub(crate) struct GroupContext {
     sequencer: Mutex<Option<(Arc<AtomicBool>, JoinHandle<()>)>>,
 }
 
-impl GroupContext {
+impl GroupState {
     fn slots_of(&self, tpl: &TopicPartitionList) -> Vec<u32> {
         tpl.elements()
             .iter()
@@ -53,9 +55,12 @@ impl GroupContext {
     fn revoke(&self, slots: &[u32]) {
         let slots: Vec<u32> = {
             let owned = self.owned.lock();
-            slots.iter().copied().filter(|s| owned.contains(s)).collect()
+            slots
+                .iter()
+                .copied()
+                .filter(|s| owned.contains(s))
+                .collect()
         };
-        let slots = &slots[..];
         if slots.is_empty() {
             return;
         }
@@ -63,44 +68,78 @@ impl GroupContext {
         if slots.contains(&(self.slots - 1)) {
             self.stop_sequencer();
         }
-        (self.handler)(GroupEvent::Revoked(slots));
+        (self.handler)(GroupEvent::Revoked(&slots));
         let mut owned = self.owned.lock();
-        for s in slots {
+        for s in &slots {
             owned.remove(s);
         }
     }
+
+    fn revoke_all(&self) {
+        let owned: Vec<u32> = self.owned.lock().iter().copied().collect();
+        self.revoke(&owned);
+    }
+
+    fn assign(&self, slots: &[u32]) {
+        if slots.is_empty() {
+            return;
+        }
+        info!(?slots, "task slots assigned: starting their tasks");
+        self.owned.lock().extend(slots.iter().copied());
+        if slots.contains(&(self.slots - 1)) && self.sequencer.lock().is_none() {
+            let stop = Arc::new(AtomicBool::new(false));
+            let h = sequencer::spawn_sequencer(self.inner.clone(), stop.clone());
+            *self.sequencer.lock() = Some((stop, h));
+        }
+        (self.handler)(GroupEvent::Assigned(slots));
+    }
 }
+
+pub(crate) struct GroupContext(Arc<GroupState>);
 
 impl ClientContext for GroupContext {}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
-            let slots = self.slots_of(tpl);
-            self.revoke(&slots);
+            self.0.revoke(&self.0.slots_of(tpl));
         }
     }
 
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
-            Rebalance::Assign(tpl) => {
-                let slots = self.slots_of(tpl);
-                if slots.is_empty() {
-                    return;
-                }
-                info!(?slots, "task slots assigned: starting their tasks");
-                self.owned.lock().extend(slots.iter().copied());
-                if slots.contains(&(self.slots - 1)) && self.sequencer.lock().is_none() {
-                    let stop = Arc::new(AtomicBool::new(false));
-                    let h = sequencer::spawn_sequencer(self.inner.clone(), stop.clone());
-                    *self.sequencer.lock() = Some((stop, h));
-                }
-                (self.handler)(GroupEvent::Assigned(&slots));
-            }
+            Rebalance::Assign(tpl) => self.0.assign(&self.0.slots_of(tpl)),
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => warn!(error = %e, "task group rebalance error"),
         }
     }
+}
+
+/// A member of the group over `state.topic`.
+fn member(state: &Arc<GroupState>) -> Result<BaseConsumer<GroupContext>> {
+    let inner = &state.inner;
+    let mut config = inner.reader_config("twinline-tasks");
+    if !inner.cfg.instance_id.is_empty() {
+        config.set("group.instance.id", &inner.cfg.instance_id);
+    }
+    let consumer: BaseConsumer<GroupContext> = config
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set(
+            "session.timeout.ms",
+            inner.cfg.session_timeout_ms.to_string(),
+        )
+        .set(
+            "heartbeat.interval.ms",
+            (inner.cfg.session_timeout_ms / 6).max(100).to_string(),
+        )
+        // Tasks may take a while to stop (final checkpoint) inside a callback.
+        .set("max.poll.interval.ms", "300000")
+        .create_with_context(GroupContext(state.clone()))
+        .map_err(|e| broker("creating the task group member", e))?;
+    consumer
+        .subscribe(&[&state.topic])
+        .map_err(|e| broker(format!("joining the task group on {}", state.topic), e))?;
+    Ok(consumer)
 }
 
 pub(crate) struct KafkaTaskGroup {
@@ -110,55 +149,61 @@ pub(crate) struct KafkaTaskGroup {
 
 impl KafkaTaskGroup {
     /// Joins the group (the tasks topic must exist with `slots` partitions) and polls it on a
-    /// thread until left.
+    /// thread until left. A member that hits a fatal error (a static member fenced after a
+    /// broker restart, for one) gives its slots back and is replaced by a new one.
     pub(crate) fn join(
         inner: Arc<Inner>,
         slots: u32,
         handler: GroupHandler,
     ) -> Result<KafkaTaskGroup> {
-        let topic = inner.topic(TASKS_TOPIC);
-        let ctx = GroupContext {
+        let state = Arc::new(GroupState {
             inner: inner.clone(),
-            topic: topic.clone(),
+            topic: inner.topic(TASKS_TOPIC),
             slots,
             handler,
             owned: Mutex::new(BTreeSet::new()),
             sequencer: Mutex::new(None),
-        };
-        let mut config = inner.reader_config("twinline-tasks");
-        if !inner.cfg.instance_id.is_empty() {
-            config.set("group.instance.id", &inner.cfg.instance_id);
-        }
-        let consumer: BaseConsumer<GroupContext> = config
-            .set("partition.assignment.strategy", "cooperative-sticky")
-            .set("session.timeout.ms", &inner.cfg.session_timeout_ms.to_string())
-            .set(
-                "heartbeat.interval.ms",
-                &(inner.cfg.session_timeout_ms / 6).max(100).to_string(),
-            )
-            // Tasks may take a while to stop (final checkpoint) inside a callback.
-            .set("max.poll.interval.ms", "300000")
-            .create_with_context(ctx)
-            .map_err(|e| broker("creating the task group member", e))?;
-        consumer
-            .subscribe(&[&topic])
-            .map_err(|e| broker(format!("joining the task group on {topic}"), e))?;
+        });
+        let first = member(&state)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::Builder::new()
             .name("kafka-task-group".into())
             .spawn(move || {
-                while !flag.load(Ordering::Acquire) && !inner.stop.load(Ordering::Acquire) {
-                    // Rebalance callbacks run inside poll; no record is ever produced here.
-                    if let Some(Err(e)) = consumer.poll(Duration::from_millis(100)) {
-                        warn!(error = %e, "task group");
+                let leaving = || flag.load(Ordering::Acquire) || inner.stop.load(Ordering::Acquire);
+                let mut consumer = Some(first);
+                let mut backoff = Duration::from_millis(200);
+                while !leaving() {
+                    let c = match consumer.take() {
+                        Some(c) => c,
+                        None => match member(&state) {
+                            Ok(c) => c,
+                            Err(e) => {
+                                warn!(error = %e, "rejoining the task group failed; retrying");
+                                std::thread::sleep(backoff);
+                                backoff = (backoff * 2).min(Duration::from_secs(5));
+                                continue;
+                            }
+                        },
+                    };
+                    while !leaving() {
+                        // Rebalance callbacks run inside poll; no record is ever produced here.
+                        if let Some(Err(e)) = c.poll(Duration::from_millis(100)) {
+                            if c.client().fatal_error().is_some() {
+                                warn!(error = %e, "task group member failed; giving its slots back and rejoining");
+                                break;
+                            }
+                            warn!(error = %e, "task group");
+                        }
+                        backoff = Duration::from_millis(200);
                     }
+                    // Leaving or replacing the member: give every slot back (stopping its task)
+                    // before it closes.
+                    state.revoke_all();
+                    c.unsubscribe();
+                    drop(c);
                 }
-                // Leaving: give every slot back (stopping its task) before closing.
-                let owned: Vec<u32> = consumer.context().owned.lock().iter().copied().collect();
-                consumer.context().revoke(&owned);
-                consumer.unsubscribe();
-                consumer.context().stop_sequencer();
+                state.stop_sequencer();
                 info!("left the task group");
             })
             .expect("spawning the task group thread");

@@ -158,9 +158,19 @@ impl Inner {
     }
 
     /// The end of a partition as a `read_committed` reader sees it (the last stable offset).
+    /// Retried for up to `timeout` while the broker cannot answer (restarting, leader moving).
     pub(crate) fn watermarks(&self, c: &BaseConsumer, topic: &str, p: u32) -> Result<(i64, i64)> {
-        c.fetch_watermarks(topic, p as i32, self.cfg.timeout)
-            .map_err(|e| broker(format!("reading the end of {topic}/{p}"), e))
+        let deadline = Instant::now() + self.cfg.timeout;
+        loop {
+            match c.fetch_watermarks(topic, p as i32, self.cfg.timeout) {
+                Ok(w) => return Ok(w),
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!(error = %e, topic, p, "reading a partition's end; retrying");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => return Err(broker(format!("reading the end of {topic}/{p}"), e)),
+            }
+        }
     }
 }
 
@@ -298,7 +308,10 @@ impl KafkaLog {
                         break;
                     }
                     if Instant::now() > deadline {
-                        return Err(broker(format!("reading {full}/{p} up to {high}"), "timed out"));
+                        return Err(broker(
+                            format!("reading {full}/{p} up to {high}"),
+                            "timed out",
+                        ));
                     }
                 }
                 while sequenced() < target {

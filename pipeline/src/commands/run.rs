@@ -229,9 +229,13 @@ pub fn run(mut cfg: Config, args: RunArgs) -> Result<()> {
                 tokio::select! {
                     _ = tokio::signal::ctrl_c() => break,
                     _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
-                        if until && ((ctl.producers_done.load(Ordering::Acquire)
-                            && ctl.tasks_caught_up.load(Ordering::Acquire) >= ctl.checkpoint_served.len() as u64)
-                            || ctl.tasks_done.load(Ordering::Acquire)) {
+                        let done = if ctl.grouped.load(Ordering::Acquire) {
+                            ctl.tasks_done.load(Ordering::Acquire)
+                        } else {
+                            ctl.producers_done.load(Ordering::Acquire)
+                                && ctl.tasks_caught_up.load(Ordering::Acquire) >= ctl.checkpoint_served.len() as u64
+                        };
+                        if until && done {
                             break;
                         }
                     }

@@ -112,9 +112,18 @@ impl CassandraFeeder {
     pub fn run(mut self, stop: Arc<AtomicBool>, caught_up: Arc<AtomicBool>) -> anyhow::Result<()> {
         let _span = info_span!("cassandra").entered();
         let mut idle = super::IdleBackoff::default();
+        let mut retry = super::RetryBackoff::default();
         loop {
             let stopping = stop.load(Ordering::Acquire);
-            let n = self.poll(4 << 20, stopping)?;
+            let n = match self.poll(4 << 20, stopping) {
+                Ok(n) => n,
+                Err(e) if super::transient(&e) => {
+                    retry.failed("reading the log for Cassandra", &e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            retry.ok();
             if n == 0 {
                 if stopping {
                     return Ok(());

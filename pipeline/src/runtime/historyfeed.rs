@@ -68,9 +68,18 @@ impl HistoryFeeder {
     pub fn run(mut self, stop: Arc<AtomicBool>, caught_up: Arc<AtomicBool>) -> anyhow::Result<()> {
         let _span = info_span!("history").entered();
         let mut idle = super::IdleBackoff::default();
+        let mut retry = super::RetryBackoff::default();
         loop {
             let stopping = stop.load(Ordering::Acquire);
-            let n = self.poll(4 << 20)?;
+            let n = match self.poll(4 << 20).map_err(anyhow::Error::from) {
+                Ok(n) => n,
+                Err(e) if super::transient(&e) => {
+                    retry.failed("reading the log for the history", &e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            retry.ok();
             if self.writer.flush_due() || (n == 0 && stopping) {
                 if let Err(e) = self.writer.flush() {
                     // Nothing is lost: the positions stay where the last commit left them.

@@ -41,6 +41,9 @@ pub struct Control {
     pub tasks_caught_up: AtomicU64,
     /// Every task this process ran has stopped (with a task group: it left the group).
     pub tasks_done: AtomicBool,
+    /// The tasks are shared with other processes through a task group: which tasks run here
+    /// changes, and only `tasks_done` says this process is done.
+    pub grouped: AtomicBool,
     /// Next offset to process per input partition, published by the tasks (for lag).
     pub positions: parking_lot::Mutex<std::collections::BTreeMap<(Topic, u32), u64>>,
 }
@@ -247,7 +250,6 @@ pub fn spawn_tasks(
         until_caught_up,
         running: parking_lot::Mutex::new(std::collections::BTreeMap::new()),
         finished: parking_lot::Mutex::new(Vec::new()),
-        ever_assigned: AtomicBool::new(false),
     });
     {
         let f = frontiers.clone();
@@ -268,9 +270,10 @@ pub fn spawn_tasks(
         let mut running = runner.running.lock();
         return Ok(std::mem::take(&mut *running)
             .into_values()
-            .map(|(_, h)| h)
+            .map(|t| t.handle)
             .collect());
     };
+    control.grouped.store(true, Ordering::Release);
     let supervisor = std::thread::Builder::new()
         .name("task-group".into())
         .spawn(move || {
@@ -279,7 +282,7 @@ pub fn spawn_tasks(
                 if control.shutdown.load(Ordering::Acquire) {
                     break;
                 }
-                if until_caught_up && runner.ever_assigned.load(Ordering::Acquire) && runner.all_done() {
+                if until_caught_up && runner.all_done() {
                     info!("every task of this process is done: leaving the task group");
                     break;
                 }
@@ -288,7 +291,7 @@ pub fn spawn_tasks(
             control.tasks_done.store(true, Ordering::Release);
             let mut handles: Vec<_> = std::mem::take(&mut *runner.running.lock())
                 .into_values()
-                .map(|(_, h)| h)
+                .map(|t| t.handle)
                 .collect();
             handles.append(&mut runner.finished.lock());
             join_all(handles)
@@ -297,17 +300,21 @@ pub fn spawn_tasks(
     Ok(vec![supervisor])
 }
 
+struct RunningTask {
+    stop: Arc<AtomicBool>,
+    /// Set when the task finished by catching up (not when stopped or revoked).
+    done: Arc<AtomicBool>,
+    handle: JoinHandle<anyhow::Result<()>>,
+}
+
 /// The task threads of this process, by slot.
 struct Runner {
     args: Arc<TaskRunnerArgs>,
     frontiers: Arc<Frontiers>,
     until_caught_up: bool,
-    running: parking_lot::Mutex<
-        std::collections::BTreeMap<u32, (Arc<AtomicBool>, JoinHandle<anyhow::Result<()>>)>,
-    >,
+    running: parking_lot::Mutex<std::collections::BTreeMap<u32, RunningTask>>,
     /// Threads of slots revoked since (joined when the runner ends).
     finished: parking_lot::Mutex<Vec<JoinHandle<anyhow::Result<()>>>>,
-    ever_assigned: AtomicBool,
 }
 
 impl Runner {
@@ -320,40 +327,58 @@ impl Runner {
     }
 
     fn start(&self, slot: u32) {
-        self.ever_assigned.store(true, Ordering::Release);
         let mut running = self.running.lock();
         if running.contains_key(&slot) {
             return;
         }
         let id = self.slot_id(slot);
-        let (a, f, until) = (self.args.clone(), self.frontiers.clone(), self.until_caught_up);
+        let (a, f, until) = (
+            self.args.clone(),
+            self.frontiers.clone(),
+            self.until_caught_up,
+        );
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let done = Arc::new(AtomicBool::new(false));
+        let (flag, finished) = (stop.clone(), done.clone());
         let name = match id {
             TaskId::Partition(p) => format!("task-p{p}"),
             TaskId::Scheduler => "task-scheduler".to_string(),
         };
         let h = std::thread::Builder::new()
             .name(name)
-            .spawn(move || run_task(&a, &f, id, until, &flag))
+            .spawn(move || run_task(&a, &f, id, until, &flag, &finished))
             .expect("spawning a task thread");
-        running.insert(slot, (stop, h));
+        running.insert(
+            slot,
+            RunningTask {
+                stop,
+                done,
+                handle: h,
+            },
+        );
     }
 
     /// Stops the task of `slot` (final checkpoint) and waits for it.
     fn stop(&self, slot: u32) {
-        let Some((stop, h)) = self.running.lock().remove(&slot) else {
+        let Some(t) = self.running.lock().remove(&slot) else {
             return;
         };
-        stop.store(true, Ordering::Release);
-        while !h.is_finished() {
+        t.stop.store(true, Ordering::Release);
+        while !t.handle.is_finished() {
             std::thread::sleep(Duration::from_millis(5));
         }
-        self.finished.lock().push(h);
+        self.finished.lock().push(t.handle);
     }
 
+    /// This process runs tasks and every one of them has caught up and finished (a task stopped
+    /// because its slot was revoked does not count: its slot may come back, or another process
+    /// finishes it).
     fn all_done(&self) -> bool {
-        self.running.lock().values().all(|(_, h)| h.is_finished())
+        let running = self.running.lock();
+        !running.is_empty()
+            && running
+                .values()
+                .all(|t| t.done.load(Ordering::Acquire) && t.handle.is_finished())
     }
 }
 
@@ -420,6 +445,7 @@ fn run_task(
     id: TaskId,
     until_caught_up: bool,
     stop: &AtomicBool,
+    done: &AtomicBool,
 ) -> anyhow::Result<()> {
     let span = match id {
         TaskId::Partition(p) => info_span!("task", partition = p),
@@ -428,7 +454,7 @@ fn run_task(
     let _g = span.enter();
     let mut backoff = Duration::from_millis(100);
     loop {
-        match drive_task(a, f, id, until_caught_up, stop) {
+        match drive_task(a, f, id, until_caught_up, stop, done) {
             Ok(()) => return Ok(()),
             Err(e) => {
                 if stop.load(Ordering::Acquire) {
@@ -454,6 +480,7 @@ fn drive_task(
     id: TaskId,
     until_caught_up: bool,
     stop: &AtomicBool,
+    done: &AtomicBool,
 ) -> Result<(), task::TaskError> {
     let mut task = open_task(a, f, id)?;
     // Checkpoint slot in `Control`: partitions first, then the scheduler.
@@ -511,6 +538,7 @@ fn drive_task(
                 // Nothing more comes from this task in this run: the scheduler must not wait.
                 task.finish_frontier();
                 info!("caught up; final checkpoint written");
+                done.store(true, Ordering::Release);
                 return Ok(());
             }
             if r.caught_up && a.control.producers_done.load(Ordering::Acquire) && !counted_caught_up
@@ -595,6 +623,37 @@ pub fn read_new(
 }
 
 /// The sleep of a tailing loop that found nothing: from 1 ms, doubling up to 50 ms.
+/// Whether `e` is the log's environment failing (a broker away, an I/O error): a feeder retries
+/// its pass with backoff instead of stopping (its positions have not moved past what it wrote).
+pub fn transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<twinline_log::LogError>()
+            .is_some_and(|l| l.class() == twinline_log::ErrorClass::External)
+    })
+}
+
+/// Backoff between retries of a failed pass: 200 ms doubling to 5 s, back to 200 ms on success.
+pub struct RetryBackoff(Duration);
+
+impl Default for RetryBackoff {
+    fn default() -> Self {
+        RetryBackoff(Duration::from_millis(200))
+    }
+}
+
+impl RetryBackoff {
+    /// Logs the failure and waits before the retry.
+    pub fn failed(&mut self, what: &str, e: &anyhow::Error) {
+        warn!(error = %format!("{e:#}"), retry_in_ms = self.0.as_millis() as u64, "{what} failed; retrying");
+        std::thread::sleep(self.0);
+        self.0 = (self.0 * 2).min(Duration::from_secs(5));
+    }
+
+    pub fn ok(&mut self) {
+        self.0 = Duration::from_millis(200);
+    }
+}
+
 pub struct IdleBackoff(Duration);
 
 impl Default for IdleBackoff {

@@ -1214,11 +1214,7 @@ impl Task {
                     .iter()
                     .map(|o| (o.topic.clone(), o.partition, o.offset))
                     .collect();
-                w.commit(
-                    &ckpt.encode(),
-                    &inputs,
-                    frontier.as_ref().map(|f| &f.1[..]),
-                )?;
+                w.commit(&ckpt.encode(), &inputs, frontier.as_ref().map(|f| &f.1[..]))?;
                 if let (Some((f, p)), Some((origin, _))) = (&self.publish_frontier, frontier) {
                     f.publish_max(*p, origin, self.output_ends());
                 }

@@ -146,8 +146,17 @@ impl ViewFeeder {
     /// Keep polling until `stop`; `caught_up` is raised the first time a pass finds nothing new.
     pub fn run(mut self, stop: Arc<AtomicBool>, caught_up: Arc<AtomicBool>) -> anyhow::Result<()> {
         let mut idle = Duration::from_micros(500);
+        let mut retry = super::RetryBackoff::default();
         while !stop.load(Ordering::Relaxed) {
-            let n = self.poll(4 << 20)?;
+            let n = match self.poll(4 << 20).map_err(anyhow::Error::from) {
+                Ok(n) => n,
+                Err(e) if super::transient(&e) => {
+                    retry.failed("reading the log for the views", &e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            retry.ok();
             if n == 0 {
                 caught_up.store(true, Ordering::Release);
                 std::thread::sleep(idle);
