@@ -12,6 +12,9 @@
 //! - history (`--history`): Parquet history write (flush) and compaction throughput, rows/s
 //!   and MB/s (`twinline_sinks::history::bench`, also `cargo bench -p twinline-sinks`).
 //!
+//! - distributed (`--kafka`, see `bench_kafka`): one instance on a real broker against a bare
+//!   rdkafka consumer, event-to-view freshness, recovery after kill -9 and a broker restart.
+//!
 //! - read API (see `bench_api`): `GET /api/v1/digital-twin/state` requests/s and p99 at 200
 //!   connections with `wrk`, and WebSocket fan-out, both against a live plant.
 
@@ -86,6 +89,18 @@ pub struct BenchArgs {
     /// History: sensor readings written (50 machines, 16 flushes, then one compaction).
     #[arg(long, default_value_t = 4_000_000)]
     pub history_rows: usize,
+    /// Only the distributed-mode figures, on this Kafka (bootstrap servers): throughput against
+    /// a bare rdkafka consumer, freshness, recovery after kill -9 (see `bench_kafka`). Uses
+    /// `--machines`, `--events`, `--fresh-rate`, `--fresh-secs`.
+    #[arg(long)]
+    pub kafka: Option<String>,
+    /// With `--kafka`: the schema registry (Confluent-compatible, e.g. `twinline registry`).
+    #[arg(long, env = "TWINLINE_SCHEMA_REGISTRY")]
+    pub schema_registry: Option<String>,
+    /// With `--kafka`: a script that stops and starts the broker (docker/local/restart-kafka);
+    /// adds the recovery time after a broker restart.
+    #[arg(long)]
+    pub restart_broker: Option<PathBuf>,
 }
 
 pub fn run(mut cfg: Config, args: BenchArgs) -> Result<()> {
@@ -98,6 +113,29 @@ pub fn run(mut cfg: Config, args: BenchArgs) -> Result<()> {
                 threads: args.vision_threads.clone(),
             },
         );
+    }
+    if let Some(brokers) = &args.kafka {
+        let Some(registry) = args.schema_registry.clone() else {
+            anyhow::bail!("bench --kafka needs --schema-registry (for example `twinline registry --kafka {brokers}`)");
+        };
+        let tmp = tempfile_dir(args.dir.clone())?;
+        super::bench_kafka::run(
+            &cfg,
+            &super::bench_kafka::KafkaBenchArgs {
+                brokers: brokers.clone(),
+                schema_registry: registry,
+                machines: args.machines,
+                events: args.events,
+                fresh_rate: args.fresh_rate,
+                fresh_secs: args.fresh_secs,
+                restart_broker: args.restart_broker.clone(),
+                dir: tmp.clone(),
+            },
+        )?;
+        if args.dir.is_none() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        return Ok(());
     }
     if args.history {
         let tmp = tempfile_dir(args.dir.clone())?;

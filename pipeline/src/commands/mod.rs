@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod bench;
 pub mod bench_api;
+pub mod bench_kafka;
 pub mod bench_vision;
 pub mod detect;
 pub mod logcmd;
