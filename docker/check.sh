@@ -19,6 +19,8 @@ K8S_VERSION="${TWINLINE_K8S_VERSION:-1.33.0}"
 log() { printf '[docker-check] %s\n' "$*" >&2; }
 passed=0
 failed=0
+# The built twinline binary, to check the command lines the files run.
+bin="${TWINLINE_BIN:-${CARGO_TARGET_DIR:-$(cd "$DOCKER_DIR/.." && pwd)/target}/debug/twinline}"
 ok() { printf 'ok   %s\n' "$1"; passed=$((passed + 1)); }
 fail() { printf 'FAIL %s\n' "$1"; failed=$((failed + 1)); }
 
@@ -59,7 +61,6 @@ if compose=$(compose_cmd); then
   fi
   # Every twinline service must run a command line twinline accepts: each is parsed by the
   # built binary's own argument parser (`<command> --help` fails on an unknown flag).
-  bin="${TWINLINE_BIN:-$(cd "$DOCKER_DIR/.." && pwd)/target/debug/twinline}"
   if [[ -x "$bin" ]]; then
     cmds=$($compose -f "$DOCKER_DIR/docker-compose.yml" config --format json 2>/dev/null |
       python3 -c 'import json, sys
@@ -98,6 +99,30 @@ for f in "$DOCKER_DIR"/k8s/*.yaml; do
     fail "$name"
   fi
 done
+
+# Every twinline container in the manifests must run a command line twinline accepts, as in
+# the compose file ($(VAR) references are Kubernetes' and stand for any value).
+if [[ -x "$bin" ]]; then
+  while IFS=$'\t' read -r name argv; do
+    [[ -n "$name" ]] || continue
+    mapfile -t args < <(python3 -c 'import json, sys; print("\n".join(json.loads(sys.argv[1])))' "$argv")
+    if "$bin" "${args[@]}" --help >/dev/null 2>&1; then
+      ok "$name runs \`twinline ${args[*]}\` (accepted by the CLI)"
+    else
+      fail "$name's args are not a valid twinline command line: ${args[*]}"
+    fi
+  done < <("$venv/bin/python" - "$DOCKER_DIR"/k8s/*.yaml <<'PY'
+import json, re, sys, yaml
+for path in sys.argv[1:]:
+    for doc in yaml.safe_load_all(open(path)):
+        spec = ((doc or {}).get("spec") or {}).get("template", {}).get("spec", {})
+        for c in spec.get("containers", []):
+            if c.get("image") == "twinline:dev":
+                args = [re.sub(r"\$\(\w+\)", "x", a) for a in c.get("args", [])]
+                print(f"k8s/{path.rsplit('/', 1)[-1]}: {c['name']}\t{json.dumps(args)}")
+PY
+)
+fi
 
 # ---- Dockerfile stage references ----
 if out=$(python3 - "$DOCKER_DIR/Dockerfile" <<'PY'
