@@ -679,3 +679,92 @@ fn broker_restart_mid_run_the_pipeline_recovers_by_itself_and_loses_nothing() {
     assert!(total > 1000, "derived too little: {total}");
     eprintln!("{total} derived records equal the replay's after the broker restart");
 }
+
+#[test]
+fn transactional_third_party_producer_committed_records_only_and_the_run_ends() {
+    let _broker = twinline_tests::kafka_shared();
+    let kafka = kafka();
+    let (_registry, url) = registry(&kafka);
+    let prefix = format!("{}.", unique_name("txp"));
+    let dir = tempfile::tempdir().unwrap();
+    let common = [
+        "--kafka",
+        kafka.as_str(),
+        "--topic-prefix",
+        prefix.as_str(),
+        "--schema-registry",
+        url.as_str(),
+    ];
+    // Create the topics (twinline's partition count) before the third party writes.
+    let sim = dir.path().join("sim");
+    let mut args = vec!["simulate", "--data", sim.to_str().unwrap()];
+    args.extend(common);
+    args.extend(["--machines", "1", "--duration", "1m", "--seed", "3"]);
+    twinline(&args);
+    // A transactional producer: one committed transaction, then one aborted, so transaction
+    // markers sit among the records and at the end of the partitions.
+    let out = Command::new(python())
+        .arg(repo_root().join("tests/e2e/py/kafka_producer.py"))
+        .args([
+            &kafka,
+            &format!("{prefix}sensor-readings"),
+            &url,
+            "TX-1",
+            "40",
+            "1767225600000",
+            "transactional",
+        ])
+        .output()
+        .expect("running the Python producer");
+    assert!(
+        out.status.success(),
+        "producer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // `--until-caught-up` ends although the partitions end with markers, not records.
+    let data = dir.path().join("data");
+    let mut args = vec!["run", "--until-caught-up", "--data", data.to_str().unwrap()];
+    args.extend(common);
+    args.extend(["--listen", "127.0.0.1:0"]);
+    let mut child = Command::new(twinline_bin())
+        .args(&args)
+        .env("TWINLINE_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("run --until-caught-up did not end over transactional input");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "run failed");
+    // The committed readings were processed, the aborted ones never.
+    let log = open_kafka(&kafka, &prefix);
+    let codec = Codec::new(
+        Arc::new(RemoteRegistry::new(&url, Duration::from_secs(10)).unwrap())
+            as Arc<dyn SchemaRegistry>,
+    )
+    .unwrap();
+    let mut tx1 = 0;
+    for (_, recs) in read_all(&log, "twin-state") {
+        for r in recs {
+            if let Ok(Payload::TwinState(t)) = codec.decode(Topic::TwinState, &r.3) {
+                assert_ne!(
+                    t.machine_id, "TX-1-ABORTED",
+                    "a twin state from aborted records"
+                );
+                if t.machine_id == "TX-1" {
+                    tx1 += 1;
+                }
+            }
+        }
+    }
+    assert!(tx1 > 0, "no twin state for the committed readings");
+}

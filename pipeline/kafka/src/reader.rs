@@ -15,13 +15,14 @@ use twinline_log::{LogError, NewRecord, ReadBatch, Result};
 use crate::{broker, header_u64, Inner, ORIGIN_HEADER, SEQ_HEADER};
 
 /// A record taken from a queue that could not be returned yet (past the sequenced end, or past
-/// the read's byte budget).
+/// the read's byte budget). Its key and value are ranges of the cursor's arena (no allocation
+/// per record); headers other than twinline's are rare and kept as they come.
 struct Pending {
     offset: u64,
     origin: u64,
     timestamp: i64,
-    key: Vec<u8>,
-    value: Vec<u8>,
+    key: (usize, usize),
+    value: (usize, usize),
     headers: Vec<(String, Vec<u8>)>,
 }
 
@@ -33,6 +34,30 @@ struct Cursor {
     /// smaller logical offset are skipped.
     skip_below: u64,
     pending: VecDeque<Pending>,
+    /// Keys and values of `pending`, back to back.
+    arena: Vec<u8>,
+}
+
+impl Cursor {
+    fn clear(&mut self) {
+        self.pending.clear();
+        self.arena.clear();
+    }
+
+    /// Drops the arena's consumed prefix once it is most of the arena (or everything).
+    fn compact(&mut self) {
+        let Some(first) = self.pending.front().map(|f| f.key.0) else {
+            self.arena.clear();
+            return;
+        };
+        if first > (1 << 20) && first * 2 > self.arena.len() {
+            self.arena.drain(..first);
+            for f in &mut self.pending {
+                f.key = (f.key.0 - first, f.key.1 - first);
+                f.value = (f.value.0 - first, f.value.1 - first);
+            }
+        }
+    }
 }
 
 pub(crate) struct Reader {
@@ -85,6 +110,7 @@ impl Reader {
                     expected: Some(kafka_from),
                     skip_below: kafka_from,
                     pending: VecDeque::new(),
+                    arena: Vec::new(),
                 },
             );
         }
@@ -115,7 +141,7 @@ impl Reader {
             .cursors
             .get_mut(&(topic.to_string(), p))
             .expect("cursor exists");
-        c.pending.clear();
+        c.clear();
         c.expected = Some(logical);
         c.skip_below = logical;
         Ok(())
@@ -165,13 +191,28 @@ impl Reader {
             } else {
                 (m.offset() as u64, 0)
             };
+            let mut put = |bytes: &[u8]| {
+                let at = c.arena.len();
+                c.arena.extend_from_slice(bytes);
+                (at, c.arena.len())
+            };
+            let key = put(m.key().unwrap_or_default());
+            let value = put(m.payload().unwrap_or_default());
+            let headers = if m
+                .headers()
+                .is_some_and(|h| h.count() > usize::from(derived) * 2)
+            {
+                copy_headers(&m)
+            } else {
+                Vec::new()
+            };
             c.pending.push_back(Pending {
                 offset,
                 origin,
                 timestamp: m.timestamp().to_millis().unwrap_or(0),
-                key: m.key().unwrap_or_default().to_vec(),
-                value: m.payload().unwrap_or_default().to_vec(),
-                headers: copy_headers(&m),
+                key,
+                value,
+                headers,
             });
         }
         Ok(n)
@@ -209,6 +250,8 @@ impl Reader {
             self.fill(wait, 100_000)?;
         }
         let inner = self.inner.clone();
+        // One look at the index per read, not per record.
+        let ix = rank.map(|_| inner.index.read());
         let c = self.cursors.get_mut(&key).expect("cursor");
         while let Some(f) = c.pending.front() {
             if f.offset >= limit || (!batch.is_empty() && batch.byte_len() >= max_bytes) {
@@ -220,21 +263,36 @@ impl Reader {
                 .map(|(k, v)| (k.as_str(), v.as_slice()))
                 .collect();
             let rec = NewRecord {
-                key: &f.key,
-                value: &f.value,
+                key: &c.arena[f.key.0..f.key.1],
+                value: &c.arena[f.value.0..f.value.1],
                 timestamp: f.timestamp,
                 origin: None,
                 headers: &hdrs,
             };
-            let origin = match rank {
-                Some(r) => inner.index.read().origin(r, p, f.offset).unwrap_or(0),
-                None => f.origin,
+            let origin = match (rank, &ix) {
+                (Some(r), Some(ix)) => ix.origin(r, p, f.offset).unwrap_or(0),
+                _ => f.origin,
             };
             batch.push(f.offset, origin, &rec).map_err(|e| {
                 LogError::InvalidArgument(format!("record at {topic}/{p}/{}: {e}", f.offset))
             })?;
             c.expected = Some(f.offset + 1);
             c.pending.pop_front();
+        }
+        c.compact();
+        if rank.is_some() && batch.is_empty() && c.pending.is_empty() {
+            // Nothing to return: the offsets up to the consumer's position (below the sequenced
+            // end) hold no record (transaction markers, aborted records). Say so, so the reader
+            // can count the partition as read to its end.
+            let full = self.inner.topic(topic);
+            if let Some(pos) = crate::position_of(&self.consumer, &full, p) {
+                let next = (pos.max(0) as u64).min(limit);
+                let c = self.cursors.get_mut(&key).expect("cursor");
+                if c.expected.is_some_and(|e| next > e) {
+                    c.expected = Some(next);
+                    batch.set_next_offset(next);
+                }
+            }
         }
         Ok(())
     }
@@ -312,7 +370,7 @@ impl Reader {
             self.scan(topic, p, start, high, false)?;
             let c = self.cursors.get_mut(&key).expect("cursor");
             let last = c.pending.back().map(|f| f.offset);
-            c.pending.clear();
+            c.clear();
             c.expected = None;
             match last {
                 Some(seq) => return Ok(seq + 1),
@@ -339,7 +397,7 @@ impl Reader {
             .get_mut(&(topic.to_string(), p))
             .expect("cursor");
         let first = c.pending.front().map(|f| f.offset);
-        c.pending.clear();
+        c.clear();
         c.expected = None;
         Ok(first)
     }

@@ -87,7 +87,13 @@ pub(crate) fn spawn_sequencer(inner: Arc<Inner>, stop: Arc<AtomicBool>) -> JoinH
 }
 
 /// One sequencer session: fence older sequencers, start where the committed markers end, and
-/// write a marker per round of newly committed input records.
+/// write a marker per round of newly committed input offsets.
+///
+/// The sequencer reads no record: each round it asks for the last stable offset of every input
+/// partition (`read_committed`: every offset below it is decided, committed or aborted) and gives
+/// origins to the offsets added since the last marker. Offsets that hold no readable record
+/// (transaction markers, aborted records) get origins that no record uses, which is harmless:
+/// origins only need to be increasing and shared by every reader.
 fn sequence(inner: &Arc<Inner>, stopped: &dyn Fn() -> bool) -> Result<()> {
     let timeout = inner.cfg.timeout;
     let origins = inner.topic(ORIGINS_TOPIC);
@@ -103,22 +109,21 @@ fn sequence(inner: &Arc<Inner>, stopped: &dyn Fn() -> bool) -> Result<()> {
     producer
         .init_transactions(timeout)
         .map_err(|e| broker("starting the sequencer's transactions", e))?;
-    let consumer: BaseConsumer = inner
+    let meta: BaseConsumer = inner
         .reader_config("twinline-sequencer")
-        .set("fetch.wait.max.ms", "5")
         .create()
-        .map_err(|e| broker("creating the sequencer's consumer", e))?;
+        .map_err(|e| broker("creating the sequencer's client", e))?;
     // Any marker an older sequencer committed is in the index before we go on.
-    wait_index(inner, &consumer)?;
+    wait_index(inner, &meta)?;
     let mut next: BTreeMap<(u16, u32), u64> = BTreeMap::new();
     let mut base;
+    let mut parts: Vec<(u16, u32, String)> = Vec::new();
     {
         let ix = inner.index.read();
         base = ix.end();
-        let mut tpl = TopicPartitionList::new();
         for (rank, name) in inner.cfg.input_topics.iter().enumerate() {
             let full = inner.topic(name);
-            let md = consumer
+            let md = meta
                 .fetch_metadata(Some(&full), timeout)
                 .map_err(|e| broker(format!("metadata of {full}"), e))?;
             let n = md
@@ -127,79 +132,45 @@ fn sequence(inner: &Arc<Inner>, stopped: &dyn Fn() -> bool) -> Result<()> {
                 .find(|t| t.name() == full)
                 .map_or(0, |t| t.partitions().len() as u32);
             for p in 0..n {
-                let from = ix.sequenced_end(rank as u16, p);
-                next.insert((rank as u16, p), from);
-                tpl.add_partition_offset(&full, p as i32, Offset::Offset(from as i64))
-                    .map_err(|e| broker("assigning", e))?;
+                next.insert((rank as u16, p), ix.sequenced_end(rank as u16, p));
+                parts.push((rank as u16, p, full.clone()));
             }
         }
-        consumer
-            .assign(&tpl)
-            .map_err(|e| broker("assigning the input topics", e))?;
     }
-    let cgm = consumer
-        .group_metadata()
-        .ok_or_else(|| broker("sequencer", "no consumer group metadata"))?;
-    let names: Vec<String> = inner
-        .cfg
-        .input_topics
-        .iter()
-        .map(|t| inner.topic(t))
-        .collect();
     info!(base, partitions = next.len(), "sequencer started");
     let mut markers = 0u64;
+    let mut last_round = Instant::now();
     while !stopped() {
-        // Gather one round: what is there now, up to 20 ms or 50,000 records.
-        let mut ends: BTreeMap<(u16, u32), u64> = BTreeMap::new();
-        let started = Instant::now();
-        let mut wait = Duration::from_millis(50);
-        let mut n = 0usize;
-        loop {
-            match consumer.poll(wait) {
-                None => break,
-                Some(Err(KafkaError::PartitionEOF(_))) => {}
-                Some(Err(e)) => return Err(broker("sequencer reading the inputs", e)),
-                Some(Ok(m)) => {
-                    let Some(rank) = names.iter().position(|t| t == m.topic()) else {
-                        continue;
-                    };
-                    ends.insert((rank as u16, m.partition() as u32), m.offset() as u64 + 1);
-                    n += 1;
-                }
-            }
-            wait = Duration::ZERO;
-            if n >= 50_000 || started.elapsed() > Duration::from_millis(20) {
-                break;
+        // One round every 10 ms at most.
+        if let Some(w) = Duration::from_millis(10).checked_sub(last_round.elapsed()) {
+            std::thread::sleep(w);
+        }
+        last_round = Instant::now();
+        let mut ranges: Vec<Range> = Vec::new();
+        for (rank, p, full) in &parts {
+            let (_, stable) = inner.watermarks(&meta, full, *p)?;
+            let from = next.get(&(*rank, *p)).copied().unwrap_or(0);
+            if stable > from as i64 {
+                ranges.push(Range {
+                    topic: *rank,
+                    partition: *p,
+                    from,
+                    to: stable as u64,
+                });
             }
         }
-        if ends.is_empty() {
+        if ranges.is_empty() {
             continue;
         }
-        let ranges: Vec<Range> = ends
-            .iter()
-            .map(|(&(topic, partition), &to)| Range {
-                topic,
-                partition,
-                from: next.get(&(topic, partition)).copied().unwrap_or(0),
-                to,
-            })
-            .collect();
         let marker = Marker { base, ranges };
         let value = marker.encode();
         producer
             .begin_transaction()
             .map_err(|e| broker("sequencer beginning a transaction", e))?;
-        let mut offsets = TopicPartitionList::new();
-        for (&(rank, p), &to) in &ends {
-            offsets
-                .add_partition_offset(&names[rank as usize], p as i32, Offset::Offset(to as i64))
-                .map_err(|e| broker("sequencer offsets", e))?;
-        }
         let committed = (|| -> std::result::Result<(), KafkaError> {
             let rec: BaseRecord<'_, [u8], [u8]> =
                 BaseRecord::to(&origins).partition(0).payload(&value[..]);
             producer.send(rec).map_err(|(e, _)| e)?;
-            producer.send_offsets_to_transaction(&offsets, &cgm, timeout)?;
             producer.commit_transaction(timeout)
         })();
         if let Err(e) = committed {
@@ -207,8 +178,8 @@ fn sequence(inner: &Arc<Inner>, stopped: &dyn Fn() -> bool) -> Result<()> {
             return Err(broker("sequencer committing a marker", e));
         }
         base = marker.end();
-        for (k, to) in ends {
-            next.insert(k, to);
+        for r in &marker.ranges {
+            next.insert((r.topic, r.partition), r.to);
         }
         markers += 1;
         if markers.is_multiple_of(1000) {

@@ -339,6 +339,9 @@ pub struct ReadBatch {
     /// start of frame i+1, or `end`).
     pub(crate) starts: Vec<usize>,
     pub(crate) end: usize,
+    /// Set by backends whose offsets may hold no record (Kafka: transaction markers, aborted
+    /// records): where the next read should start, past everything this read covered.
+    pub(crate) next: Option<u64>,
 }
 
 impl ReadBatch {
@@ -353,6 +356,7 @@ impl ReadBatch {
             buf: Vec::with_capacity(bytes),
             starts: Vec::with_capacity(bytes / 64),
             end: 0,
+            next: None,
         }
     }
 
@@ -361,6 +365,13 @@ impl ReadBatch {
         self.buf.clear();
         self.starts.clear();
         self.end = 0;
+        self.next = None;
+    }
+
+    /// Sets where the next read should start when the backend knows it lies past the last record
+    /// returned (backends only; see [`ReadBatch::next_offset`]).
+    pub fn set_next_offset(&mut self, next: u64) {
+        self.next = Some(next);
     }
 
     /// Appends one record with the given offset and origin (for backends that do not read frames
@@ -413,9 +424,15 @@ impl ReadBatch {
             .map(|r| r.offset)
     }
 
-    /// The offset to read from next: one past the last record, or `None` if empty.
+    /// The offset to read from next: one past the last record, or further when the backend
+    /// stepped over offsets that hold no record (Kafka's transaction markers, aborted records);
+    /// `None` if empty and nothing was stepped over.
     pub fn next_offset(&self) -> Option<u64> {
-        self.last_offset().map(|o| o + 1)
+        let after_last = self.last_offset().map(|o| o + 1);
+        match (after_last, self.next) {
+            (Some(a), Some(n)) => Some(a.max(n)),
+            (a, n) => a.or(n),
+        }
     }
 
     /// Iterates the records in offset order.

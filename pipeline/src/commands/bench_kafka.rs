@@ -53,7 +53,8 @@ fn prefixed(cfg: &Config, a: &KafkaBenchArgs, n: u32) -> Config {
 fn readings(cfg: &Config, machines: usize, events: u64) -> Result<Vec<Payload>> {
     let mut sim_cfg = cfg.simulator.clone();
     sim_cfg.machines = machines;
-    let per_sec = (machines as f64 * 4.0 * 1000.0 / sim_cfg.sensor_interval_ms.max(1) as f64).max(1.0);
+    let per_sec =
+        (machines as f64 * 4.0 * 1000.0 / sim_cfg.sensor_interval_ms.max(1) as f64).max(1.0);
     sim_cfg.duration_ms = ((events as f64 / per_sec) * 1000.0) as u64;
     let mut sim = twinline_sim::Simulator::new(sim_cfg).context("simulator config")?;
     let mut all: Vec<Payload> = Vec::with_capacity(events as usize + 1024);
@@ -65,7 +66,11 @@ fn readings(cfg: &Config, machines: usize, events: u64) -> Result<Vec<Payload>> 
 /// Produces `events` to the Kafka of `cfg` (through the same ingest path as `simulate --kafka`).
 fn produce(cfg: &Config, dir: &Path, events: &[Payload]) -> Result<Duration> {
     let store = Store::open(dir, cfg)?;
-    let mut ing = Ingestor::new(store.log_dyn(), store.codec.clone(), Arc::new(Metrics::new()));
+    let mut ing = Ingestor::new(
+        store.log_dyn(),
+        store.codec.clone(),
+        Arc::new(Metrics::new()),
+    );
     let started = Instant::now();
     for chunk in events.chunks(8192) {
         ing.ingest(chunk)?;
@@ -183,13 +188,20 @@ fn until_progress(
 pub fn run(cfg: &Config, a: &KafkaBenchArgs) -> Result<()> {
     let events = readings(cfg, a.machines, a.events)?;
     let total = events.len() as u64;
-    eprintln!("generated {total} sensor readings ({} machines)", a.machines);
+    eprintln!(
+        "generated {total} sensor readings ({} machines)",
+        a.machines
+    );
 
     // Throughput: the same topic read by a bare consumer and by one pipeline instance.
     let c1 = prefixed(cfg, a, 1);
     let produced = produce(&c1, &a.dir.join("produce-1"), &events)?;
     eprintln!("produced in {:.2}s", produced.as_secs_f64());
-    let topic = format!("{}{}", c1.distributed.topic_prefix, Topic::SensorReadings.name());
+    let topic = format!(
+        "{}{}",
+        c1.distributed.topic_prefix,
+        Topic::SensorReadings.name()
+    );
     let bare = bare_consumer(&a.brokers, &topic, c1.log.partitions, total)?;
     let started = Instant::now();
     let p = pipeline(&c1, &a.dir.join("run-1"), false)?;
@@ -243,7 +255,10 @@ pub fn run(cfg: &Config, a: &KafkaBenchArgs) -> Result<()> {
         Duration::from_secs(120),
     ) {
         let _ = child.kill();
-        bail!("the child run committed nothing in 120 s (see {})", logf.display());
+        bail!(
+            "the child run committed nothing in 120 s (see {})",
+            logf.display()
+        );
     }
     std::thread::sleep(Duration::from_secs(2));
     if child.try_wait()?.is_some() {

@@ -181,6 +181,11 @@ fn copy_inputs(src: &dyn EventLog, dst: &dyn EventLog, cut: u64, progress: bool)
             let mut empty_since: Option<Instant> = None;
             'part: while off < end {
                 src.read(t.name(), p, off, 4 << 20, &mut batch)?;
+                if batch.is_empty() && batch.next_offset().is_some_and(|n| n > off) {
+                    // Only offsets without records (transaction markers) were left.
+                    off = batch.next_offset().unwrap_or(off);
+                    continue;
+                }
                 if batch.is_empty() {
                     // A remote log may answer before its first fetch arrives: retry a while.
                     let since = *empty_since.get_or_insert_with(Instant::now);

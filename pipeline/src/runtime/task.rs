@@ -243,6 +243,10 @@ impl Input {
             self.next_read = last.offset + 1;
             self.last_origin = self.last_origin.max(last.origin);
         }
+        if let Some(next) = self.batch.next_offset() {
+            // Offsets holding no record (Kafka's transaction markers) were stepped over.
+            self.next_read = self.next_read.max(next);
+        }
         Ok(())
     }
 }
