@@ -334,6 +334,18 @@ impl KafkaLog {
 
     fn create(&self, name: &str, partitions: u32, config: &[(&str, &str)]) -> Result<()> {
         let full = self.inner.topic(name);
+        // A topic that exists needs no CreateTopics round (which the broker answers slowly).
+        match self.fetch_partitions(name)? {
+            Some(n) if n == partitions => return Ok(()),
+            Some(n) => {
+                return Err(LogError::PartitionCountMismatch {
+                    topic: full,
+                    existing: n,
+                    requested: partitions,
+                })
+            }
+            None => {}
+        }
         let mut t = NewTopic::new(
             &full,
             partitions as i32,

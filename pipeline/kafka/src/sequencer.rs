@@ -137,6 +137,14 @@ fn sequence(inner: &Arc<Inner>, stopped: &dyn Fn() -> bool) -> Result<()> {
             }
         }
     }
+    // One ListOffsets request per round for every input partition ("latest", which for a
+    // read_committed client is the last stable offset).
+    let mut latest = TopicPartitionList::new();
+    for (_, p, full) in &parts {
+        latest
+            .add_partition_offset(full, *p as i32, Offset::End)
+            .map_err(|e| broker("sequencer offsets", e))?;
+    }
     info!(base, partitions = next.len(), "sequencer started");
     let mut markers = 0u64;
     let mut last_round = Instant::now();
@@ -146,9 +154,19 @@ fn sequence(inner: &Arc<Inner>, stopped: &dyn Fn() -> bool) -> Result<()> {
             std::thread::sleep(w);
         }
         last_round = Instant::now();
+        let stable_offsets = meta
+            .offsets_for_times(latest.clone(), timeout)
+            .map_err(|e| broker("sequencer reading the inputs' stable offsets", e))?;
         let mut ranges: Vec<Range> = Vec::new();
         for (rank, p, full) in &parts {
-            let (_, stable) = inner.watermarks(&meta, full, *p)?;
+            let stable = match stable_offsets
+                .find_partition(full, *p as i32)
+                .map(|e| (e.offset(), e.error()))
+            {
+                Some((Offset::Offset(o), Ok(()))) => o,
+                Some((_, Err(e))) => return Err(broker(format!("stable offset of {full}/{p}"), e)),
+                _ => continue,
+            };
             let from = next.get(&(*rank, *p)).copied().unwrap_or(0);
             if stable > from as i64 {
                 ranges.push(Range {

@@ -140,6 +140,9 @@ impl KafkaRegistry {
             .set("enable.auto.offset.store", "false")
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "false")
+            // The broker answers a connection's requests in order: with the default 500 ms
+            // long-poll fetch, every end-of-topic lookup behind it waited up to 500 ms.
+            .set("fetch.wait.max.ms", "10")
             .create()
             .map_err(|e| remote(format!("consumer: {e}")))?;
         let md = consumer
