@@ -679,6 +679,20 @@ impl EventLog for KafkaLog {
         )?)))
     }
 
+    /// One read: a partition's ends on Kafka cost broker round trips (a derived partition's end
+    /// even a scan of its tail), and reading from the position answers the same question.
+    fn read_tail(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max_bytes: usize,
+        batch: &mut ReadBatch,
+    ) -> Result<bool> {
+        self.read(topic, partition, from, max_bytes, batch)?;
+        Ok(!batch.is_empty())
+    }
+
     fn join_task_group(
         &self,
         slots: u32,

@@ -104,6 +104,10 @@ fn sequence(inner: &Arc<Inner>, stopped: &dyn Fn() -> bool) -> Result<()> {
         .set("acks", "all")
         .set("linger.ms", "0")
         .set("transaction.timeout.ms", "60000")
+        // Back-to-back transactions: the next one's first send meets the previous one's
+        // markers still being written (CONCURRENT_TRANSACTIONS) and is retried after this.
+        .set("retry.backoff.ms", "5")
+        .set("retry.backoff.max.ms", "50")
         .create()
         .map_err(|e| broker("creating the sequencer's producer", e))?;
     producer

@@ -42,6 +42,9 @@ impl KafkaTaskWriter {
             .set("message.max.bytes", "67108864")
             .set("queue.buffering.max.messages", "1000000")
             .set("transaction.timeout.ms", "60000")
+            // See the sequencer: back-to-back transactions retry their first send quickly.
+            .set("retry.backoff.ms", "5")
+            .set("retry.backoff.max.ms", "50")
             .create()
             .map_err(|e| broker(format!("creating the producer of task {task}"), e))?;
         producer

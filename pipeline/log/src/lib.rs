@@ -281,6 +281,28 @@ pub trait EventLog: Send + Sync {
         Ok(None)
     }
 
+    /// For readers that tail a partition from their own position: reads what `topic/partition`
+    /// holds from `from` on (from its first retained offset when `from` is below it) into
+    /// `batch`. False when there is nothing there yet, which includes a partition that ends
+    /// below `from` (an embedded task truncated its outputs on recovery; what it truncated is
+    /// derived again, byte for byte).
+    fn read_tail(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+        max_bytes: usize,
+        batch: &mut ReadBatch,
+    ) -> Result<bool> {
+        let from = from.max(self.start_offset(topic, partition)?);
+        if from >= self.end_offset(topic, partition)? {
+            batch.clear();
+            return Ok(false);
+        }
+        self.read(topic, partition, from, max_bytes, batch)?;
+        Ok(true)
+    }
+
     /// Shares `slots` task slots among every process that joins with the same log (a consumer
     /// group on Kafka). `None` (the default): this process is the only one and owns every slot.
     fn join_task_group(

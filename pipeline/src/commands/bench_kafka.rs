@@ -90,6 +90,10 @@ fn bare_consumer(brokers: &str, topic: &str, partitions: u32, count: u64) -> Res
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")
         .set("enable.partition.eof", "false")
+        // The same fetch settings as twinline's readers.
+        .set("fetch.wait.max.ms", "10")
+        .set("fetch.max.bytes", "67108864")
+        .set("max.partition.fetch.bytes", "8388608")
         .create()
         .context("creating the bare consumer")?;
     let mut tpl = TopicPartitionList::new();
@@ -243,9 +247,11 @@ pub fn run(cfg: &Config, a: &KafkaBenchArgs) -> Result<()> {
     lat.sort_by(|x, y| x.total_cmp(y));
     let q = |f: f64| lat[((lat.len() as f64 - 1.0) * f).round() as usize];
 
-    // Recovery: a child run on a backlog, killed with -9, started again.
+    // Recovery: a child run on a backlog (four times the throughput input), killed with -9 as
+    // soon as it has committed, started again.
     let c3 = prefixed(cfg, a, 3);
-    produce(&c3, &a.dir.join("produce-3"), &events)?;
+    let backlog = readings(cfg, a.machines, a.events * 4)?;
+    produce(&c3, &a.dir.join("produce-3"), &backlog)?;
     let store = Store::open(&a.dir.join("watch-3"), &c3)?;
     let data = a.dir.join("run-3");
     let logf = a.dir.join("run-3.log");
@@ -260,7 +266,7 @@ pub fn run(cfg: &Config, a: &KafkaBenchArgs) -> Result<()> {
             logf.display()
         );
     }
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_millis(300));
     if child.try_wait()?.is_some() {
         bail!("the child run finished before it was killed: use more --events");
     }
@@ -272,7 +278,6 @@ pub fn run(cfg: &Config, a: &KafkaBenchArgs) -> Result<()> {
     let kill_recovery = until_progress(&*store.log, at_kill, &mut child, restarted)?;
     let mut broker_recovery = None;
     if let Some(script) = &a.restart_broker {
-        std::thread::sleep(Duration::from_secs(1));
         if child.try_wait()?.is_none() {
             let out = Command::new(script)
                 .output()

@@ -613,16 +613,9 @@ pub fn read_new(
     max_bytes: usize,
     batch: &mut twinline_log::ReadBatch,
 ) -> twinline_log::Result<bool> {
-    let name = topic.name();
-    let from = from.max(log.start_offset(name, p)?);
-    if from >= log.end_offset(name, p)? {
-        return Ok(false);
-    }
-    log.read(name, p, from, max_bytes, batch)?;
-    Ok(true)
+    log.read_tail(topic.name(), p, from, max_bytes, batch)
 }
 
-/// The sleep of a tailing loop that found nothing: from 1 ms, doubling up to 50 ms.
 /// Whether `e` is the log's environment failing (a broker away, an I/O error): a feeder retries
 /// its pass with backoff instead of stopping (its positions have not moved past what it wrote).
 pub fn transient(e: &anyhow::Error) -> bool {
@@ -654,6 +647,7 @@ impl RetryBackoff {
     }
 }
 
+/// The sleep of a tailing loop that found nothing: from 1 ms, doubling up to 50 ms.
 pub struct IdleBackoff(Duration);
 
 impl Default for IdleBackoff {
