@@ -72,17 +72,21 @@ fn read_all(log: &KafkaLog, topic: &str) -> BTreeMap<u32, Vec<Rec>> {
         let end = log.end_offset(topic, p).expect("end");
         let mut off = 0u64;
         let mut v = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // The end of a derived partition that ends in transaction markers may be reported one
+        // too high while a pipeline is still writing (KafkaLog::end_offset, "at least one
+        // more"): stop after 3 s without a new record. Callers compare counts and contents with
+        // a replay, so a record missing here still fails them.
+        let mut last_new = Instant::now();
         while off < end {
             log.read(topic, p, off, 1 << 20, &mut batch).expect("read");
             if batch.is_empty() {
-                assert!(
-                    Instant::now() < deadline,
-                    "{topic}/{p}: stuck at {off} of {end}"
-                );
+                if last_new.elapsed() > Duration::from_secs(3) {
+                    break;
+                }
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
+            last_new = Instant::now();
             for r in batch.iter() {
                 off = r.offset + 1;
                 v.push((r.offset, r.origin, r.key.to_vec(), r.value.to_vec()));
