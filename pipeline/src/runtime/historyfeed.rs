@@ -71,7 +71,7 @@ impl HistoryFeeder {
         let mut retry = super::RetryBackoff::default();
         loop {
             let stopping = stop.load(Ordering::Acquire);
-            let n = match self.poll(4 << 20).map_err(anyhow::Error::from) {
+            let n = match self.poll(4 << 20) {
                 Ok(n) => n,
                 Err(e) if super::transient(&e) => {
                     retry.failed("reading the log for the history", &e);
