@@ -97,6 +97,23 @@ fn read_all(log: &KafkaLog, topic: &str) -> BTreeMap<u32, Vec<Rec>> {
     out
 }
 
+/// `twinline replay --kafka` of the pipeline `common` names (brokers, prefix, registry) into
+/// `out`, with the repository's models; asserts it succeeded and returns its stderr.
+fn replay_kafka(common: &[&str], out: &std::path::Path) -> String {
+    let mut args = vec!["replay", "--out", out.to_str().unwrap()];
+    args.extend(common);
+    let res = Command::new(twinline_bin())
+        .args(&args)
+        .env("TWINLINE_MODELS__DIR", repo_root().join("models"))
+        .env("ORT_DYLIB_PATH", ort_library())
+        .env("TWINLINE_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&res.stderr).into_owned();
+    assert!(res.status.success(), "replay failed: {stderr}");
+    stderr
+}
+
 /// Whether every derived topic, read `read_committed`, has consecutive logical offsets and equals
 /// the embedded replay in `replay` record for record (offset, origin, key, value). Returns the
 /// number of records compared, or what differs.
@@ -341,20 +358,7 @@ fn killed_with_minus_9_no_gap_no_duplicate_and_equal_to_an_embedded_replay() {
     );
 
     // The embedded re-derivation of the same input topics.
-    let mut args = vec!["replay", "--out", replay.to_str().unwrap()];
-    args.extend(common);
-    let out = Command::new(twinline_bin())
-        .args(&args)
-        .env("TWINLINE_MODELS__DIR", &models)
-        .env("ORT_DYLIB_PATH", &ort)
-        .env("TWINLINE_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "replay failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    replay_kafka(&common, &replay);
 
     let log = open_kafka(&kafka, &prefix);
     let total = same_as_replay(&log, &replay).unwrap_or_else(|e| panic!("{e}"));
@@ -508,20 +512,8 @@ fn two_instances_split_the_task_slots_and_one_takes_over_when_the_other_is_kille
     // What the pipeline must derive: the embedded replay of the inputs, with the origins the
     // group's sequencer gave them (a's, then b's once it holds the last slot).
     let replay = dir.path().join("replay");
-    let mut args = vec!["replay", "--out", replay.to_str().unwrap()];
-    args.extend(common);
-    let out = Command::new(twinline_bin())
-        .args(&args)
-        .env("TWINLINE_MODELS__DIR", &models)
-        .env("ORT_DYLIB_PATH", &ort)
-        .env("TWINLINE_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && !String::from_utf8_lossy(&out.stderr).contains("warning"),
-        "replay failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stderr = replay_kafka(&common, &replay);
+    assert!(!stderr.contains("warning"), "replay warned: {stderr}");
 
     // b takes a's slots (after the session timeout) and derives the rest.
     let log = open_kafka(&kafka, &prefix);
@@ -665,20 +657,7 @@ fn broker_restart_mid_run_the_pipeline_recovers_by_itself_and_loses_nothing() {
 
     // Nothing lost, nothing twice: equal to the embedded replay of the same inputs.
     let replay = dir.path().join("replay");
-    let mut args = vec!["replay", "--out", replay.to_str().unwrap()];
-    args.extend(common);
-    let out = Command::new(twinline_bin())
-        .args(&args)
-        .env("TWINLINE_MODELS__DIR", &models)
-        .env("ORT_DYLIB_PATH", &ort)
-        .env("TWINLINE_LOG", "warn")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "replay failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    replay_kafka(&common, &replay);
     let total = same_as_replay(&log, &replay).unwrap_or_else(|e| panic!("{e}"));
     assert!(total > 1000, "derived too little: {total}");
     eprintln!("{total} derived records equal the replay's after the broker restart");

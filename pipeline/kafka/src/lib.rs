@@ -335,16 +335,8 @@ impl KafkaLog {
     fn create(&self, name: &str, partitions: u32, config: &[(&str, &str)]) -> Result<()> {
         let full = self.inner.topic(name);
         // A topic that exists needs no CreateTopics round (which the broker answers slowly).
-        match self.fetch_partitions(name)? {
-            Some(n) if n == partitions => return Ok(()),
-            Some(n) => {
-                return Err(LogError::PartitionCountMismatch {
-                    topic: full,
-                    existing: n,
-                    requested: partitions,
-                })
-            }
-            None => {}
+        if self.has_partitions(name, partitions)? {
+            return Ok(());
         }
         let mut t = NewTopic::new(
             &full,
@@ -375,23 +367,30 @@ impl KafkaLog {
         // Metadata can lag the creation for a moment.
         let deadline = Instant::now() + self.inner.cfg.timeout;
         loop {
-            match self.fetch_partitions(name)? {
-                Some(n) if n == partitions => return Ok(()),
-                Some(n) => {
-                    return Err(LogError::PartitionCountMismatch {
-                        topic: full,
-                        existing: n,
-                        requested: partitions,
-                    })
-                }
-                None if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
-                None => {
+            match self.has_partitions(name, partitions)? {
+                true => return Ok(()),
+                false if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                false => {
                     return Err(broker(
                         format!("topic {full}"),
                         "not in the metadata after creation",
                     ))
                 }
             }
+        }
+    }
+
+    /// Whether topic `name` exists with `partitions` partitions (false: it does not exist; an
+    /// error when it has another count).
+    fn has_partitions(&self, name: &str, partitions: u32) -> Result<bool> {
+        match self.fetch_partitions(name)? {
+            Some(n) if n == partitions => Ok(true),
+            Some(n) => Err(LogError::PartitionCountMismatch {
+                topic: self.inner.topic(name),
+                existing: n,
+                requested: partitions,
+            }),
+            None => Ok(false),
         }
     }
 

@@ -327,11 +327,16 @@ fn tempfile_dir(dir: Option<PathBuf>) -> Result<PathBuf> {
     Ok(d)
 }
 
-fn wait_until(mut f: impl FnMut() -> bool, limit: Duration) {
+/// Polls `f` every 200 µs until it holds (true) or `limit` passed (false).
+pub(super) fn wait_until(mut f: impl FnMut() -> bool, limit: Duration) -> bool {
     let t = Instant::now();
-    while !f() && t.elapsed() < limit {
+    while !f() {
+        if t.elapsed() > limit {
+            return false;
+        }
         std::thread::sleep(Duration::from_micros(200));
     }
+    true
 }
 
 /// User + system CPU seconds of this process so far.

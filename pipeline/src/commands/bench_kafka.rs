@@ -24,6 +24,7 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use twinline_log::EventLog;
 use twinline_schemas::{Payload, Topic};
 
+use super::bench::wait_until;
 use crate::config::Config;
 use crate::embedded::{EmbeddedPipeline, StartOptions};
 use crate::runtime::ingest::Ingestor;
@@ -133,17 +134,6 @@ fn pipeline(cfg: &Config, dir: &Path, views: bool) -> Result<EmbeddedPipeline> {
             history: false,
         },
     )
-}
-
-fn wait_until(mut f: impl FnMut() -> bool, limit: Duration) -> bool {
-    let t = Instant::now();
-    while !f() {
-        if t.elapsed() > limit {
-            return false;
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    true
 }
 
 /// Committed derived records in every partition of `topic`.
