@@ -145,15 +145,23 @@ impl KafkaRegistry {
             .set("fetch.wait.max.ms", "10")
             .create()
             .map_err(|e| remote(format!("consumer: {e}")))?;
-        let md = consumer
-            .fetch_metadata(Some(&cfg.topic), cfg.timeout)
-            .map_err(|e| remote(format!("metadata: {e}")))?;
-        let partitions = md
-            .topics()
-            .iter()
-            .find(|t| t.name() == cfg.topic)
-            .map(|t| t.partitions().len())
-            .unwrap_or(0);
+        // Metadata can lag the topic's creation for a moment (on a broker that just started,
+        // for one): wait until the topic shows its partitions.
+        let deadline = std::time::Instant::now() + cfg.timeout;
+        let partitions = loop {
+            let md = consumer
+                .fetch_metadata(Some(&cfg.topic), cfg.timeout)
+                .map_err(|e| remote(format!("metadata: {e}")))?;
+            let n = md
+                .topics()
+                .iter()
+                .find(|t| t.name() == cfg.topic && t.error().is_none())
+                .map_or(0, |t| t.partitions().len());
+            if n > 0 || std::time::Instant::now() > deadline {
+                break n;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         if partitions != 1 {
             return Err(remote(format!(
                 "the topic has {partitions} partitions; a registry topic needs exactly 1 (its \
