@@ -67,6 +67,11 @@ pub struct DistributedSection {
     /// `group.instance.id`): restarted under the same name, it gets its task slots back at once
     /// instead of after `session_timeout_ms`. Empty: a new member at every start.
     pub instance_id: String,
+    /// `run --api-only`: serve the read API from the Cassandra tables of `scylla` and run no
+    /// processors and no views (needs `kafka` for writes and `scylla`).
+    pub api_only: bool,
+    /// How often an API-only instance reads the served state from Cassandra.
+    pub served_poll_ms: u64,
 }
 
 /// The Parquet history (`twinline_sinks::history`).

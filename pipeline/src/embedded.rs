@@ -23,6 +23,7 @@ use crate::runtime::cassandrafeed::CassandraFeeder;
 use crate::runtime::historyfeed::HistoryFeeder;
 use crate::runtime::ingest::Ingestor;
 use crate::runtime::metrics::Metrics;
+use crate::runtime::served::ServedPoller;
 use crate::runtime::viewfeed::ViewFeeder;
 use crate::runtime::{self, Control, ModelStatus, ProcessorFactory, TaskRunnerArgs};
 use crate::store::Store;
@@ -70,6 +71,7 @@ pub struct EmbeddedPipeline {
     history_caught_up: Arc<AtomicBool>,
     history_feeder: Option<JoinHandle<Result<()>>>,
     cassandra_caught_up: Arc<AtomicBool>,
+    /// The Cassandra feeder; in an API-only instance, the served-state poller.
     cassandra_feeder: Option<JoinHandle<Result<()>>>,
     producer: Option<JoinHandle<Result<()>>>,
     lag_stop: Arc<AtomicBool>,
@@ -91,15 +93,33 @@ impl EmbeddedPipeline {
             cfg.runtime.checkpoint_interval_ms = cfg.distributed.commit_interval_ms.max(10);
         }
         let cfg = &cfg;
+        let api_only = cfg.distributed.api_only;
+        if api_only {
+            if store.kafka.is_none() {
+                anyhow::bail!(
+                    "--api-only (distributed.api_only) needs --kafka: writes to the API go to Kafka"
+                );
+            }
+            if cfg.distributed.scylla.is_empty() {
+                anyhow::bail!(
+                    "--api-only (distributed.api_only) needs --scylla: the API serves from Cassandra"
+                );
+            }
+        }
         // Connect to Cassandra before anything runs: a wrong address fails the start.
-        let cassandra = if opts.history && !cfg.distributed.scylla.is_empty() {
+        let cassandra = if (opts.history || api_only) && !cfg.distributed.scylla.is_empty() {
             Some(connect_cassandra(cfg)?)
         } else {
             None
         };
         let metrics = Arc::new(Metrics::new());
         let control = runtime::new_control(runtime::task_count(cfg, store.partitions));
-        let views = Arc::new(Views::new(crate::commands::view_config(cfg)));
+        // An API-only instance keeps no views: its API model is loaded from Cassandra.
+        let views = Arc::new(if api_only {
+            Views::served(crate::commands::view_config(cfg))
+        } else {
+            Views::new(crate::commands::view_config(cfg))
+        });
         let ingestor = Arc::new(Mutex::new(Ingestor::new(
             store.log_dyn(),
             store.codec.clone(),
@@ -126,24 +146,45 @@ impl EmbeddedPipeline {
             None => runtime::default_processors_with_status(cfg),
         };
         let detect = Arc::new(DetectHub::new());
-        let tasks = runtime::spawn_tasks(
-            TaskRunnerArgs {
-                log: store.log_dyn(),
-                codec: store.codec.clone(),
-                metrics: metrics.clone(),
-                control: control.clone(),
-                cfg: cfg.clone(),
-                checkpoint_dir: store.checkpoint_dir(),
-                factory,
-                partitions: store.partitions,
-            },
-            opts.until_caught_up,
-        )?;
+        let tasks = if api_only {
+            Vec::new()
+        } else {
+            runtime::spawn_tasks(
+                TaskRunnerArgs {
+                    log: store.log_dyn(),
+                    codec: store.codec.clone(),
+                    metrics: metrics.clone(),
+                    control: control.clone(),
+                    cfg: cfg.clone(),
+                    checkpoint_dir: store.checkpoint_dir(),
+                    factory,
+                    partitions: store.partitions,
+                },
+                opts.until_caught_up,
+            )?
+        };
         let feeder_stop = Arc::new(AtomicBool::new(false));
         let views_caught_up = Arc::new(AtomicBool::new(false));
         let view_applied = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let view_applied_inputs = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let feeder = if opts.views {
+        let feeder = if api_only {
+            // Only `defects`, from now on: uploads are answered by the pipeline instances'
+            // vision processors through Kafka.
+            let mut f = ViewFeeder::tail(
+                store.log_dyn(),
+                store.codec.clone(),
+                views.clone(),
+                &[Topic::Defects],
+            )?;
+            f.detect = Some(detect.clone());
+            let stop = feeder_stop.clone();
+            let tailed = Arc::new(AtomicBool::new(false));
+            Some(
+                std::thread::Builder::new()
+                    .name("defects-tail".into())
+                    .spawn(move || f.run(stop, tailed))?,
+            )
+        } else if opts.views {
             let mut f = ViewFeeder::new(store.log_dyn(), store.codec.clone(), views.clone())?;
             f.applied = view_applied.clone();
             f.applied_inputs = view_applied_inputs.clone();
@@ -160,7 +201,7 @@ impl EmbeddedPipeline {
         };
         let history_stop = Arc::new(AtomicBool::new(false));
         let history_caught_up = Arc::new(AtomicBool::new(false));
-        let (history, history_feeder) = if opts.history && cfg.history.enabled {
+        let (history, history_feeder) = if opts.history && cfg.history.enabled && !api_only {
             let hcfg = cfg.history.resolve(dir);
             let hstore = open_history(&hcfg.path)?;
             let writer =
@@ -176,6 +217,17 @@ impl EmbeddedPipeline {
         };
         let cassandra_caught_up = Arc::new(AtomicBool::new(false));
         let cassandra_feeder = match cassandra {
+            // The API-only instance's reader of the served state; ready after its first read.
+            Some((sink, rt)) if api_only => {
+                let interval = Duration::from_millis(cfg.distributed.served_poll_ms.max(10));
+                let poller = ServedPoller::new(sink, rt, views.clone(), interval);
+                let (stop, ready) = (history_stop.clone(), views_caught_up.clone());
+                Some(
+                    std::thread::Builder::new()
+                        .name("served".into())
+                        .spawn(move || poller.run(stop, ready))?,
+                )
+            }
             Some((sink, rt)) => {
                 let f = CassandraFeeder::new(store.log_dyn(), store.codec.clone(), sink, rt)?;
                 let (stop, cu) = (history_stop.clone(), cassandra_caught_up.clone());

@@ -13,10 +13,13 @@ use scylla::value::{CqlValue, Row};
 use twinline_schemas::{Payload, Topic};
 use twinline_tests::{cassandra, dump_topic, ort_library, twinline_bin, unique_name};
 
-pub(crate) const TABLES: [&str; 5] = [
+pub(crate) const TABLES: [&str; 8] = [
     "twin_state",
     "twin_state_history",
     "failure_predictions",
+    "maintenance_open",
+    "served_history",
+    "served_segments",
     "schedule",
     "schedule_current",
 ];

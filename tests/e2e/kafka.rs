@@ -29,7 +29,7 @@ use twinline_tests::{
     twinline_bin, unique_name, Server, DERIVED,
 };
 
-fn registry(kafka: &str) -> (Server, String) {
+pub(crate) fn registry(kafka: &str) -> (Server, String) {
     let listen = format!("127.0.0.1:{}", free_port());
     let topic = unique_name("_schemas-kafka-it");
     let server = Server::start_probe(
@@ -50,7 +50,7 @@ fn registry(kafka: &str) -> (Server, String) {
     (server, format!("http://{listen}"))
 }
 
-fn open_kafka(brokers: &str, prefix: &str) -> KafkaLog {
+pub(crate) fn open_kafka(brokers: &str, prefix: &str) -> KafkaLog {
     let inputs = Topic::ALL
         .iter()
         .filter(|t| t.is_input())
@@ -65,7 +65,7 @@ fn open_kafka(brokers: &str, prefix: &str) -> KafkaLog {
 type Rec = (u64, u64, Vec<u8>, Vec<u8>);
 
 /// Every committed record of `topic`, per partition.
-fn read_all(log: &KafkaLog, topic: &str) -> BTreeMap<u32, Vec<Rec>> {
+pub(crate) fn read_all(log: &KafkaLog, topic: &str) -> BTreeMap<u32, Vec<Rec>> {
     let mut out = BTreeMap::new();
     let mut batch = ReadBatch::new();
     for p in 0..log.partitions(topic).expect("partitions") {

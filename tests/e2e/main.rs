@@ -10,6 +10,7 @@ mod registry;
 mod replay;
 mod rl_dispatch;
 mod scheduling_flow;
+mod served_api;
 mod sim_resume;
 mod sql_clients;
 mod vision_flow;

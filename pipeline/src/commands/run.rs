@@ -82,6 +82,12 @@ pub struct RunArgs {
     /// (default from config `distributed.scylla`: none).
     #[arg(long, env = "TWINLINE_SCYLLA")]
     pub scylla: Option<String>,
+    /// Serve the read API from the Cassandra tables of `--scylla` (written there by the pipeline
+    /// instances) and run no processors and no views: an API instance with no state of its own.
+    /// Writes (ingest, image uploads) go to `--kafka`; both are needed. Config
+    /// `distributed.api_only`.
+    #[arg(long, conflicts_with_all = ["simulate", "until_caught_up"])]
+    pub api_only: bool,
 }
 
 pub fn sim_options(
@@ -126,6 +132,12 @@ pub fn run(mut cfg: Config, args: RunArgs) -> Result<()> {
     }
     if let Some(i) = &args.instance_id {
         cfg.distributed.instance_id = i.clone();
+    }
+    if args.api_only {
+        cfg.distributed.api_only = true;
+    }
+    if cfg.distributed.api_only && (args.simulate || args.until_caught_up) {
+        anyhow::bail!("an API-only instance (distributed.api_only) runs no simulator and no tasks: drop --simulate and --until-caught-up");
     }
     let dir = args.data.clone().unwrap_or_else(|| cfg.data.dir.clone());
     let simulate = if args.simulate {

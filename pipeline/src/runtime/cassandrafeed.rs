@@ -1,8 +1,9 @@
-//! The Cassandra feeder: tails `twin-state`, `failure-predictions` and `schedule-changes` from the
-//! positions it committed in the log (group `cassandra-sink`), writes each stretch to the
-//! [`CassandraSink`] and commits the positions only once Cassandra acknowledged every row. A
-//! failed write is retried with backoff (the rows are idempotent upserts); on stop it catches up
-//! with the log first, so a stopped pipeline's Cassandra tables hold every derived record.
+//! The Cassandra feeder: tails `twin-state`, `failure-predictions`, `maintenance-requests` and
+//! `schedule-changes` from the positions it committed in the log (group `cassandra-sink`),
+//! writes each stretch to the [`CassandraSink`] and commits the positions only once Cassandra
+//! acknowledged every row. A failed write is retried with backoff (the rows are idempotent
+//! upserts); on stop it catches up with the log first, so a stopped pipeline's Cassandra tables
+//! hold every derived record.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,9 +19,10 @@ use twinline_sinks::cassandra::{CassandraSink, SinkBatch};
 pub const GROUP: &str = "cassandra-sink";
 
 /// The topics the sink serves.
-pub const TOPICS: [Topic; 3] = [
+pub const TOPICS: [Topic; 4] = [
     Topic::TwinState,
     Topic::FailurePredictions,
+    Topic::MaintenanceRequests,
     Topic::ScheduleChanges,
 ];
 
@@ -75,7 +77,7 @@ impl CassandraFeeder {
                 read += 1;
                 // Undecodable records are dead-lettered by their task.
                 if let Ok(payload) = self.codec.decode(topic, r.value) {
-                    batch.push(&payload);
+                    batch.push(&payload, r.offset);
                 }
             }
             if next > from {

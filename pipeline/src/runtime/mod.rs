@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod historyfeed;
 pub mod ingest;
 pub mod metrics;
+pub mod served;
 pub mod task;
 pub mod viewfeed;
 

@@ -67,6 +67,22 @@ impl ViewFeeder {
         })
     }
 
+    /// A feeder of `topics` only, from their current ends: an API-only instance tails
+    /// `defects` this way to answer uploads, keeping nothing of the log's past.
+    pub fn tail(
+        log: Arc<dyn EventLog>,
+        codec: Arc<Codec>,
+        views: Arc<Views>,
+        topics: &[Topic],
+    ) -> Result<Self, twinline_log::LogError> {
+        let mut feeder = ViewFeeder::new(log, codec, views)?;
+        feeder.positions.retain(|(t, _, _)| topics.contains(t));
+        for (t, p, from) in &mut feeder.positions {
+            *from = feeder.log.end_offset(t.name(), *p)?;
+        }
+        Ok(feeder)
+    }
+
     /// One pass over every partition; returns the number of records applied.
     pub fn poll(&mut self, max_bytes: usize) -> Result<usize, twinline_log::LogError> {
         let mut total = 0;

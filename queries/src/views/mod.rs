@@ -115,6 +115,41 @@ const MODEL_TOPICS: [Topic; 4] = [
     Topic::ScheduleChanges,
 ];
 
+/// The API's state read back from where a pipeline served it (the Cassandra tables): what an
+/// API instance without views of its own shows. Histories are oldest first, in log order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ServedState {
+    /// Every machine's current twin state and its recent twin states (the current one last).
+    pub machines: Vec<(
+        twinline_schemas::TwinState,
+        Vec<twinline_schemas::TwinState>,
+    )>,
+    /// Every machine's latest failure prediction and its recent predictions (the latest last).
+    pub predictions: Vec<(
+        twinline_schemas::FailurePrediction,
+        Vec<twinline_schemas::FailurePrediction>,
+    )>,
+    /// The open maintenance requests.
+    pub open_requests: Vec<twinline_schemas::MaintenanceRequest>,
+    /// The newest plan.
+    pub schedule: Option<twinline_schemas::ScheduleChange>,
+}
+
+impl ServedState {
+    /// Largest event time of the state (Unix ms).
+    pub fn latest_event_time(&self) -> Option<i64> {
+        let twins = self.machines.iter().map(|(t, _)| t.event_time);
+        let predictions = self.predictions.iter().map(|(p, _)| p.event_time);
+        let requests = self.open_requests.iter().map(|m| m.event_time);
+        let schedule = self.schedule.iter().map(|s| s.event_time);
+        twins
+            .chain(predictions)
+            .chain(requests)
+            .chain(schedule)
+            .max()
+    }
+}
+
 /// Counts of what the views have seen since start.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct ViewCounters {
@@ -188,6 +223,16 @@ impl Views {
             br,
             c.other_max_rows,
         )));
+        views
+    }
+
+    /// The views of an API-only instance: the tables a served state holds exactly (`twin_state`,
+    /// the current twin state of every machine, and `schedule`, the newest plan), filled by
+    /// [`Views::load_served`] only.
+    pub fn served(config: ViewConfig) -> Self {
+        let views = Views::empty(config);
+        views.register(Box::new(CurrentTwinStateView::default()));
+        views.register(Box::new(CurrentScheduleView::default()));
         views
     }
 
@@ -276,6 +321,57 @@ impl Views {
         if changed {
             self.change_tx.send_modify(|seq| *seq += 1);
         }
+    }
+
+    /// Replaces the API model with a served state read back from Cassandra (an API instance
+    /// that keeps no views of its own) and, when registered, the `twin_state` and `schedule`
+    /// tables with the served state's; wakes WebSocket clients.
+    pub fn load_served(&self, served: &ServedState) {
+        let next = Model::from_served(self.config.history_per_machine, served);
+        // The current-state tables, rebuilt from the served state and swapped in whole.
+        let schedule = served.schedule.clone().map(Payload::ScheduleChange);
+        let twins: Vec<Payload> = served
+            .machines
+            .iter()
+            .map(|(t, _)| Payload::TwinState(t.clone()))
+            .collect();
+        let events: Vec<ViewEvent<'_>> = twins
+            .iter()
+            .chain(schedule.iter())
+            .map(|p| ViewEvent {
+                topic: p.topic(),
+                partition: 0,
+                offset: 0,
+                payload: p,
+            })
+            .collect();
+        let names = self.table_names();
+        let mut tables: Vec<Box<dyn View>> = vec![
+            Box::new(CurrentTwinStateView::default()),
+            Box::new(CurrentScheduleView::default()),
+        ];
+        for table in &mut tables {
+            if names.iter().any(|n| n == table.name()) {
+                table.apply(&events);
+            }
+        }
+        for table in tables {
+            if names.iter().any(|n| n == table.name()) {
+                self.register(table);
+            }
+        }
+        {
+            let mut model = self.model.lock();
+            let predictions_changed = model.prediction_ids() != next.prediction_ids();
+            let seq = model.predictions_seq + u64::from(predictions_changed);
+            *model = next;
+            model.predictions_seq = seq;
+        }
+        self.latest_event_time.store(
+            served.latest_event_time().unwrap_or(i64::MIN),
+            Ordering::Relaxed,
+        );
+        self.change_tx.send_modify(|seq| *seq += 1);
     }
 
     /// Change sequence number: bumped once per applied batch that changed the API model.

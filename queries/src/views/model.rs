@@ -69,6 +69,20 @@ pub struct HistoryEntry {
     pub reason: String,
 }
 
+impl HistoryEntry {
+    fn from_twin(s: &TwinState) -> Self {
+        HistoryEntry {
+            event_id: s.event_id.clone(),
+            event_time: rfc3339_ms(s.event_time),
+            status: s.status.symbol(),
+            health_score: s.health_score,
+            cycles: s.cycles,
+            defects: s.defects,
+            reason: s.reason.clone(),
+        }
+    }
+}
+
 /// `GET /api/v1/digital-twin/machines/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MachineDetail {
@@ -260,6 +274,52 @@ impl Model {
         }
     }
 
+    /// The model of a served state (see [`super::ServedState`]).
+    pub(crate) fn from_served(history_per_machine: usize, served: &super::ServedState) -> Self {
+        let mut model = Model::new(history_per_machine);
+        let keep = |n: usize| n.saturating_sub(history_per_machine);
+        for (current, history) in &served.machines {
+            let history = history[keep(history.len())..]
+                .iter()
+                .map(HistoryEntry::from_twin)
+                .collect();
+            model.machines.insert(
+                current.machine_id.clone(),
+                MachineEntry {
+                    state: current.clone(),
+                    history,
+                },
+            );
+        }
+        for (latest, history) in &served.predictions {
+            model.predictions.insert(
+                latest.machine_id.clone(),
+                PredictionEntry {
+                    latest: Prediction::from_record(latest),
+                    history: history[keep(history.len())..]
+                        .iter()
+                        .map(Prediction::from_record)
+                        .collect(),
+                },
+            );
+        }
+        let mut open: Vec<&MaintenanceRequest> = served.open_requests.iter().collect();
+        open.sort_by(|a, b| (a.event_time, &a.request_id).cmp(&(b.event_time, &b.request_id)));
+        for m in open {
+            model.open_request(m);
+        }
+        model.schedule = served.schedule.clone().map(std::sync::Arc::new);
+        model
+    }
+
+    /// Event ids of the latest predictions (to tell whether a served state changed them).
+    pub(crate) fn prediction_ids(&self) -> Vec<&str> {
+        self.predictions
+            .values()
+            .map(|e| e.latest.event_id.as_str())
+            .collect()
+    }
+
     /// Returns whether anything the API shows changed.
     pub(crate) fn apply(&mut self, events: &[ViewEvent<'_>]) -> bool {
         let mut changed = false;
@@ -278,15 +338,7 @@ impl Model {
                         if entry.history.len() == self.history_per_machine {
                             entry.history.pop_front();
                         }
-                        entry.history.push_back(HistoryEntry {
-                            event_id: s.event_id.clone(),
-                            event_time: rfc3339_ms(s.event_time),
-                            status: s.status.symbol(),
-                            health_score: s.health_score,
-                            cycles: s.cycles,
-                            defects: s.defects,
-                            reason: s.reason.clone(),
-                        });
+                        entry.history.push_back(HistoryEntry::from_twin(s));
                     }
                     changed = true;
                 }

@@ -431,3 +431,110 @@ fn prediction_history_bound_zero_keeps_only_the_latest() {
     );
     assert!(views.machine_predictions("m-2").is_none());
 }
+
+/// What a pipeline writes to Cassandra from `events` (every twin state and prediction of each
+/// machine in log order, the open requests, the newest plan), as an API-only instance reads it.
+fn served_state_of(events: &[Payload]) -> twinline_queries::views::ServedState {
+    let mut twins: BTreeMap<String, Vec<TwinState>> = BTreeMap::new();
+    let mut predictions: BTreeMap<String, Vec<FailurePrediction>> = BTreeMap::new();
+    let mut open: BTreeMap<String, MaintenanceRequest> = BTreeMap::new();
+    let mut schedule = None;
+    for p in events {
+        match p {
+            Payload::TwinState(t) => twins
+                .entry(t.machine_id.clone())
+                .or_default()
+                .push(t.clone()),
+            Payload::FailurePrediction(x) => predictions
+                .entry(x.machine_id.clone())
+                .or_default()
+                .push(x.clone()),
+            Payload::MaintenanceRequest(m) => match m.action {
+                MaintenanceAction::Open => {
+                    open.insert(m.request_id.clone(), m.clone());
+                }
+                MaintenanceAction::Close => {
+                    open.remove(&m.request_id);
+                }
+            },
+            Payload::ScheduleChange(s) => schedule = Some(s.clone()),
+            _ => {}
+        }
+    }
+    twinline_queries::views::ServedState {
+        machines: twins
+            .into_values()
+            .map(|h| (h.last().unwrap().clone(), h))
+            .collect(),
+        predictions: predictions
+            .into_values()
+            .map(|h| (h.last().unwrap().clone(), h))
+            .collect(),
+        open_requests: open.into_values().collect(),
+        schedule,
+    }
+}
+
+/// An API-only instance's model, loaded from the served state, shows exactly what the views that
+/// applied the events show (bar the `timestamp`, which the views take from every topic).
+#[test]
+fn a_model_loaded_from_the_served_state_equals_the_views_model() {
+    for history_per_machine in [0, 3, 200] {
+        let cfg = ViewConfig {
+            history_per_machine,
+            ..ViewConfig::default()
+        };
+        let payloads: Vec<Payload> = mixed_events(31, 6_000, 9)
+            .into_iter()
+            .map(|(_, _, _, p)| p)
+            .collect();
+        let views = Views::new(cfg.clone());
+        apply_all(&views, &payloads);
+        let served = Views::served(cfg);
+        let before = served.change_seq();
+        served.load_served(&served_state_of(&payloads));
+        assert!(
+            served.change_seq() > before,
+            "loading wakes WebSocket clients"
+        );
+        assert!(served.predictions_seq() > 0);
+
+        let mut a = views.factory_state();
+        let mut b = served.factory_state();
+        a.timestamp.clear();
+        b.timestamp.clear();
+        assert!(a.machines.len() > 5, "{} machines", a.machines.len());
+        assert_eq!(a, b);
+        let (mut a, mut b) = (views.dashboard_stats(), served.dashboard_stats());
+        a.timestamp.clear();
+        b.timestamp.clear();
+        assert!(a.maintenance_alerts.open_requests > 0, "{a:?}");
+        assert_eq!(a, b);
+        let (mut a, mut b) = (
+            views.predictions(None, None),
+            served.predictions(None, None),
+        );
+        a.timestamp.clear();
+        b.timestamp.clear();
+        assert!(a.total > 5);
+        assert_eq!(a, b);
+        for i in 0..9 {
+            let id = machine(i);
+            assert_eq!(views.machine(&id), served.machine(&id), "{id}");
+            assert_eq!(
+                views.machine_predictions(&id),
+                served.machine_predictions(&id),
+                "{id}"
+            );
+        }
+        assert!(views.schedule().is_some());
+        assert_eq!(views.schedule(), served.schedule());
+        // The current-state tables SQL sees are the views' too.
+        assert_eq!(served.table_names(), ["twin_state", "schedule"]);
+        for t in ["twin_state", "schedule"] {
+            let (a, b) = (table(&views, t), table(&served, t));
+            assert!(a.num_rows() > 0 || t == "schedule", "{t}");
+            assert_eq!(a, b, "{t}");
+        }
+    }
+}
