@@ -158,6 +158,7 @@ fn sequence(inner: &Arc<Inner>, stopped: &dyn Fn() -> bool) -> Result<()> {
             std::thread::sleep(w);
         }
         last_round = Instant::now();
+        let listed_at = last_round;
         let stable_offsets = meta
             .offsets_for_times(latest.clone(), timeout)
             .map_err(|e| broker("sequencer reading the inputs' stable offsets", e))?;
@@ -184,6 +185,7 @@ fn sequence(inner: &Arc<Inner>, stopped: &dyn Fn() -> bool) -> Result<()> {
         if ranges.is_empty() {
             continue;
         }
+        let listed = listed_at.elapsed();
         let marker = Marker { base, ranges };
         let value = marker.encode();
         producer
@@ -193,12 +195,18 @@ fn sequence(inner: &Arc<Inner>, stopped: &dyn Fn() -> bool) -> Result<()> {
             let rec: BaseRecord<'_, [u8], [u8]> =
                 BaseRecord::to(&origins).partition(0).payload(&value[..]);
             producer.send(rec).map_err(|(e, _)| e)?;
+            crate::drain_deliveries(&producer, timeout);
             producer.commit_transaction(timeout)
         })();
         if let Err(e) = committed {
             let _ = producer.abort_transaction(timeout);
             return Err(broker("sequencer committing a marker", e));
         }
+        tracing::trace!(
+            list_us = listed.as_micros() as u64,
+            round_us = listed_at.elapsed().as_micros() as u64,
+            "sequencer marker committed"
+        );
         base = marker.end();
         for r in &marker.ranges {
             next.insert((r.topic, r.partition), r.to);

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::warn;
 use twinline_log::{EventLog, ReadBatch};
 use twinline_queries::api::{DetectHub, DetectOutcome};
 use twinline_queries::views::{ViewEvent, Views};
@@ -91,26 +90,23 @@ impl ViewFeeder {
         let mut answers: Vec<(String, DetectOutcome)> = Vec::new();
         for i in 0..self.positions.len() {
             let (topic, partition, from) = self.positions[i];
-            // A truncation by a restarted task can move the end below our position (only possible
-            // for a feeder in another process); start over from the new end in that case.
-            let end = self.log.end_offset(topic.name(), partition)?;
-            if from > end {
-                warn!(
-                    topic = topic.name(),
-                    partition, "log end moved below the view position"
-                );
-                self.positions[i].2 = end;
+            // One read per partition and pass, no end lookup (on Kafka an end is a broker round
+            // trip per partition). A partition that ends below our position (an embedded task
+            // truncated its outputs on recovery, in another process) reads as empty until what
+            // it truncated is derived again, byte for byte.
+            let any =
+                self.log
+                    .read_tail(topic.name(), partition, from, max_bytes, &mut self.batch)?;
+            if !any {
+                // Offsets that hold no record (Kafka transaction markers) are stepped over.
+                if let Some(next) = self.batch.next_offset().filter(|n| *n > from) {
+                    self.positions[i].2 = next;
+                }
                 continue;
             }
-            if from == end {
-                continue;
-            }
-            self.log
-                .read(topic.name(), partition, from, max_bytes, &mut self.batch)?;
             self.payloads.clear();
-            let mut next = from;
+            let next = self.batch.next_offset().unwrap_or(from).max(from);
             for r in self.batch.iter() {
-                next = r.offset + 1;
                 // Undecodable records are dead-lettered by their task; the view skips them.
                 if let Ok(p) = self.codec.decode(topic, r.value) {
                     if let (Payload::Defect(d), Some(hub)) = (&p, &self.detect) {
