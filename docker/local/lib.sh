@@ -183,6 +183,12 @@ group.initial.rebalance.delay.ms=0
 num.network.threads=2
 num.io.threads=4
 log.cleaner.threads=1
+# No controlled shutdown on a single node: it takes every partition's leadership away while the
+# transaction coordinator is still completing transactions, and the coordinator then skips the
+# markers of leaderless partitions ("likely deleted already"), which leaves hanging
+# transactions behind (a read_committed reader stops there for good). Without it, the node stops
+# with its leadership intact and completes pending transactions from its log when it is back.
+controlled.shutdown.enable=false
 EOF
 }
 

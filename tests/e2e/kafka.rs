@@ -143,7 +143,21 @@ fn same_as_replay(log: &KafkaLog, replay: &std::path::Path) -> Result<usize, Str
                 ));
             }
             if let Some(i) = recs.iter().zip(&want).position(|(a, b)| a != b) {
-                return Err(format!("{topic}/{p}: record {i} differs from the replay"));
+                let show = |r: &Rec| {
+                    format!(
+                        "offset {} origin {} key {:?} value {} bytes {:?}",
+                        r.0,
+                        r.1,
+                        String::from_utf8_lossy(&r.2),
+                        r.3.len(),
+                        String::from_utf8_lossy(&r.3[r.3.len().min(5)..])
+                    )
+                };
+                return Err(format!(
+                    "{topic}/{p}: record {i} differs from the replay\n  kafka:  {}\n  replay: {}",
+                    show(&recs[i]),
+                    show(&want[i])
+                ));
             }
             total += recs.len();
         }
@@ -320,7 +334,8 @@ fn killed_with_minus_9_no_gap_no_duplicate_and_equal_to_an_embedded_replay() {
 
     let models = repo_root().join("models");
     let ort = ort_library();
-    let run = |until_done: bool| {
+    let run_log = |i: usize| dir.path().join(format!("run-{i}.log"));
+    let run = |until_done: bool, i: usize| {
         let mut args = vec!["run", "--until-caught-up", "--data", data.to_str().unwrap()];
         args.extend(common);
         args.extend(["--listen", "127.0.0.1:0", "--scylla", host.as_str()]);
@@ -334,13 +349,26 @@ fn killed_with_minus_9_no_gap_no_duplicate_and_equal_to_an_embedded_replay() {
             .env("TWINLINE_LOG", "warn")
             .env("TWINLINE_DISTRIBUTED__COMMIT_INTERVAL_MS", "100");
         if !until_done {
-            c.stdout(Stdio::null()).stderr(Stdio::null());
+            c.stdout(Stdio::null())
+                .stderr(std::fs::File::create(run_log(i)).unwrap());
         }
         c
     };
+    // What the killed runs logged (warnings and errors), for a failure message.
+    let run_logs = || {
+        (0..5)
+            .map(|i| {
+                let text = std::fs::read_to_string(run_log(i)).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                format!("--- run {i} ---\n{tail}")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     let mut killed = 0;
     for (i, ms) in [1500u64, 2500, 3500, 2000, 4500].into_iter().enumerate() {
-        let mut child = run(false).spawn().expect("spawn");
+        let mut child = run(false, i).spawn().expect("spawn");
         std::thread::sleep(Duration::from_millis(ms));
         if child.try_wait().unwrap().is_none() {
             child.kill().unwrap(); // SIGKILL
@@ -350,7 +378,7 @@ fn killed_with_minus_9_no_gap_no_duplicate_and_equal_to_an_embedded_replay() {
         eprintln!("run {i}: {status} after {ms} ms");
     }
     assert!(killed >= 3, "only {killed} runs were killed mid-way");
-    let out = run(true).output().expect("final run");
+    let out = run(true, 5).output().expect("final run");
     assert!(
         out.status.success(),
         "final run failed: {}",
@@ -361,7 +389,13 @@ fn killed_with_minus_9_no_gap_no_duplicate_and_equal_to_an_embedded_replay() {
     replay_kafka(&common, &replay);
 
     let log = open_kafka(&kafka, &prefix);
-    let total = same_as_replay(&log, &replay).unwrap_or_else(|e| panic!("{e}"));
+    let total = same_as_replay(&log, &replay).unwrap_or_else(|e| {
+        panic!(
+            "{e}\nfinal run:\n{}\nkilled runs:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            run_logs()
+        )
+    });
     let twin: usize = read_all(&log, "twin-state").values().map(Vec::len).sum();
     let defects: usize = read_all(&log, "defects").values().map(Vec::len).sum();
     assert!(

@@ -30,9 +30,22 @@ struct Cursor {
     /// The offset (Kafka's for inputs, logical for derived topics) the next delivered record is
     /// expected at: a read from elsewhere seeks. `None` after a probe moved the queue.
     expected: Option<u64>,
-    /// Derived topics: after a seek to Kafka offset `k` for logical offset `k`, records with a
-    /// smaller logical offset are skipped.
-    skip_below: u64,
+    /// The smallest offset (Kafka's for inputs, logical for derived topics) the next buffered
+    /// record may have: after a seek to Kafka offset `k` for logical offset `k`, records with a
+    /// smaller logical offset are skipped; after that, each buffered record raises it.
+    floor: u64,
+    /// The Kafka offset after the last message buffered (or the one last sought). A message
+    /// below it means the consumer went back (librdkafka reset its position, for example to
+    /// the earliest offset after a broker restart): it is dropped and the consumer sought back.
+    kafka_next: u64,
+    /// The consumer went back in this partition during the current fill.
+    rewound: bool,
+    /// A record was buffered since the last seek.
+    took: bool,
+    /// Derived topics: the next buffered record must have logical offset `floor` exactly
+    /// (logical offsets are consecutive, and a seek lands at or before the sought record). Off
+    /// for the scans that look for a partition's first or last record.
+    strict: bool,
     pending: VecDeque<Pending>,
     /// Keys and values of `pending`, back to back.
     arena: Vec<u8>,
@@ -108,7 +121,11 @@ impl Reader {
                 key.clone(),
                 Cursor {
                     expected: Some(kafka_from),
-                    skip_below: kafka_from,
+                    floor: kafka_from,
+                    kafka_next: kafka_from,
+                    rewound: false,
+                    took: false,
+                    strict: true,
                     pending: VecDeque::new(),
                     arena: Vec::new(),
                 },
@@ -117,18 +134,40 @@ impl Reader {
         Ok(self.cursors.get_mut(&key).expect("inserted"))
     }
 
-    fn seek(&mut self, topic: &str, p: u32, kafka_offset: u64, logical: u64) -> Result<()> {
+    fn seek(
+        &mut self,
+        topic: &str,
+        p: u32,
+        kafka_offset: u64,
+        logical: u64,
+        strict: bool,
+    ) -> Result<()> {
         let full = self.inner.topic(topic);
+        self.seek_consumer(&full, p, kafka_offset)?;
+        let c = self
+            .cursors
+            .get_mut(&(topic.to_string(), p))
+            .expect("cursor exists");
+        c.clear();
+        c.expected = Some(logical);
+        c.floor = logical;
+        c.kafka_next = kafka_offset;
+        c.rewound = false;
+        c.took = false;
+        c.strict = strict;
+        Ok(())
+    }
+
+    /// Moves the consumer's position in `full/p` (what is buffered stays).
+    fn seek_consumer(&self, full: &str, p: u32, kafka_offset: u64) -> Result<()> {
         let timeout = self.inner.cfg.timeout;
         // A seek right after assignment can fail while the fetcher starts: retry briefly.
         let deadline = Instant::now() + timeout;
         loop {
-            match self.consumer.seek(
-                &full,
-                p as i32,
-                Offset::Offset(kafka_offset as i64),
-                timeout,
-            ) {
+            match self
+                .consumer
+                .seek(full, p as i32, Offset::Offset(kafka_offset as i64), timeout)
+            {
                 Ok(()) => break,
                 Err(e) if Instant::now() < deadline => {
                     tracing::debug!(error = %e, topic = %full, p, "seek failed; retrying");
@@ -137,13 +176,6 @@ impl Reader {
                 Err(e) => return Err(broker(format!("seeking {full}/{p} to {kafka_offset}"), e)),
             }
         }
-        let c = self
-            .cursors
-            .get_mut(&(topic.to_string(), p))
-            .expect("cursor exists");
-        c.clear();
-        c.expected = Some(logical);
-        c.skip_below = logical;
         Ok(())
     }
 
@@ -157,6 +189,8 @@ impl Reader {
                 None => break,
                 Some(Err(KafkaError::PartitionEOF(_))) => continue,
                 Some(Err(e)) => {
+                    // Broker connection errors repeat on every poll while a broker is away
+                    // (librdkafka logs them itself); the reader just polls again.
                     tracing::debug!(error = %e, "kafka reader event");
                     continue;
                 }
@@ -172,6 +206,20 @@ impl Reader {
             let Some(c) = self.cursors.get_mut(&(name.clone(), p)) else {
                 continue;
             };
+            let kafka_offset = m.offset().max(0) as u64;
+            if kafka_offset < c.kafka_next {
+                if !c.rewound {
+                    tracing::warn!(
+                        topic = m.topic(),
+                        p,
+                        offset = kafka_offset,
+                        expected = c.kafka_next,
+                        "the consumer went back in a partition; seeking to where it was"
+                    );
+                }
+                c.rewound = true;
+                continue;
+            }
             let (offset, origin) = if derived {
                 let (Some(seq), Some(origin)) =
                     (header_u64(&m, SEQ_HEADER), header_u64(&m, ORIGIN_HEADER))
@@ -184,13 +232,41 @@ impl Reader {
                     );
                     continue;
                 };
-                if seq < c.skip_below {
+                if seq < c.floor {
+                    if c.took {
+                        // After a record with a larger logical offset: two committed
+                        // transactions wrote the same records. Never skipped quietly.
+                        return Err(LogError::Corrupt {
+                            path: m.topic().into(),
+                            position: kafka_offset,
+                            reason: format!(
+                                "partition {p}: logical offset {seq} follows {} (derived records \
+                                 committed twice)",
+                                c.floor - 1
+                            ),
+                        });
+                    }
+                    // Before the sought logical offset (Kafka offsets are never below it).
                     continue;
+                }
+                if c.strict && seq > c.floor {
+                    return Err(LogError::Corrupt {
+                        path: m.topic().into(),
+                        position: kafka_offset,
+                        reason: format!(
+                            "partition {p}: logical offset {seq} where {} was expected (a \
+                             committed record was not delivered)",
+                            c.floor
+                        ),
+                    });
                 }
                 (seq, origin)
             } else {
-                (m.offset() as u64, 0)
+                (kafka_offset, 0)
             };
+            c.floor = offset + 1;
+            c.kafka_next = kafka_offset + 1;
+            c.took = true;
             let mut put = |bytes: &[u8]| {
                 let at = c.arena.len();
                 c.arena.extend_from_slice(bytes);
@@ -215,6 +291,19 @@ impl Reader {
                 headers,
             });
         }
+        // Put back the consumer where it went back from (what is buffered stays valid).
+        let rewound: Vec<(String, u32, u64)> = self
+            .cursors
+            .iter_mut()
+            .filter(|(_, c)| c.rewound)
+            .map(|((t, p), c)| {
+                c.rewound = false;
+                (t.clone(), *p, c.kafka_next)
+            })
+            .collect();
+        for (t, p, at) in rewound {
+            self.seek_consumer(&self.inner.topic(&t), p, at)?;
+        }
         Ok(n)
     }
 
@@ -233,7 +322,7 @@ impl Reader {
         let seeked = c.expected != Some(from);
         if seeked {
             // Logical offsets are never above Kafka offsets: seek there and skip forward.
-            self.seek(topic, p, from, from)?;
+            self.seek(topic, p, from, from, true)?;
         }
         let limit = match rank {
             Some(r) => self.inner.index.read().sequenced_end(r, p),
@@ -341,7 +430,7 @@ impl Reader {
     fn scan(&mut self, topic: &str, p: u32, from: u64, high: i64, first_only: bool) -> Result<()> {
         let full = self.inner.topic(topic);
         self.cursor(topic, p, from)?;
-        self.seek(topic, p, from, 0)?;
+        self.seek(topic, p, from, 0, false)?;
         let key = (topic.to_string(), p);
         let deadline = Instant::now() + self.inner.cfg.timeout;
         loop {

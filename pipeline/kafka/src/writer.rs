@@ -106,6 +106,13 @@ impl KafkaTaskWriter {
 }
 
 impl TaskWriter for KafkaTaskWriter {
+    /// The last committed checkpoint of this task. Every transaction of this task is complete
+    /// once `open` returned (fencing aborts an open one, and waits for one being committed), so
+    /// the checkpoint is below the partition's high watermark. The partition is shared by all
+    /// tasks: another task's open transaction holds back the last stable offset (the end a
+    /// `read_committed` reader is shown), and a later checkpoint of this task may sit behind
+    /// it. So the end to read to is the high watermark, not the last stable offset, and the
+    /// read waits until the records before it are settled (committed or aborted).
     fn load_checkpoint(&mut self) -> Result<Option<Vec<u8>>> {
         let topic = self.inner.topic(CHECKPOINTS_TOPIC);
         let c: BaseConsumer = self
@@ -113,7 +120,14 @@ impl TaskWriter for KafkaTaskWriter {
             .reader_config(&format!("twinline-task-{}", self.task))
             .create()
             .map_err(|e| broker("creating a checkpoint reader", e))?;
-        let (_, high) = self.inner.watermarks(&c, &topic, 0)?;
+        let all: BaseConsumer = self
+            .inner
+            .reader_config(&format!("twinline-task-{}", self.task))
+            .set("isolation.level", "read_uncommitted")
+            .create()
+            .map_err(|e| broker("creating a checkpoint reader", e))?;
+        let (_, high) = self.inner.watermarks(&all, &topic, 0)?;
+        drop(all);
         if high <= 0 {
             return Ok(None);
         }
@@ -123,7 +137,9 @@ impl TaskWriter for KafkaTaskWriter {
         c.assign(&tpl)
             .map_err(|e| broker("assigning the checkpoints", e))?;
         let mut latest: Option<Vec<u8>> = None;
-        let deadline = Instant::now() + self.inner.cfg.timeout.max(Duration::from_secs(60));
+        // Another task's transaction that is never completed is aborted by the broker after
+        // `transaction.timeout.ms` (60 s, checked every 10 s).
+        let deadline = Instant::now() + self.inner.cfg.timeout.max(Duration::from_secs(90));
         loop {
             match c.poll(Duration::from_millis(50)) {
                 Some(Ok(m)) => {
@@ -142,7 +158,15 @@ impl TaskWriter for KafkaTaskWriter {
                 Some(Err(e)) => return Err(broker("reading the checkpoints", e)),
             }
             if Instant::now() > deadline {
-                return Err(broker("reading the checkpoints", "timed out"));
+                let at = crate::position_of(&c, &topic, 0).unwrap_or(-1);
+                return Err(broker(
+                    "reading the checkpoints",
+                    format!(
+                        "{topic}/0 is readable (read_committed) up to offset {at} only, below its \
+                         end {high}: a transaction there stays open (a hanging transaction: \
+                         `kafka-transactions.sh find-hanging` finds it, `abort` ends it)"
+                    ),
+                ));
             }
         }
         Ok(latest)

@@ -260,7 +260,7 @@ pub fn spawn_tasks(
         let r = runner.clone();
         Arc::new(move |ev| match ev {
             twinline_log::GroupEvent::Assigned(s) => s.iter().for_each(|&slot| r.start(slot)),
-            twinline_log::GroupEvent::Revoked(s) => s.iter().for_each(|&slot| r.stop(slot)),
+            twinline_log::GroupEvent::Revoked(s) => r.stop(s),
         })
     };
     let Some(group) = log.join_task_group(slots, handler)? else {
@@ -359,16 +359,23 @@ impl Runner {
         );
     }
 
-    /// Stops the task of `slot` (final checkpoint) and waits for it.
-    fn stop(&self, slot: u32) {
-        let Some(t) = self.running.lock().remove(&slot) else {
-            return;
+    /// Stops the tasks of `slots` (final checkpoints) and waits for them. Every task is told
+    /// before any is waited for: a task that fails while an earlier one is being waited for
+    /// must already know that its slot is gone, or it would restart in a slot it no longer owns.
+    fn stop(&self, slots: &[u32]) {
+        let stopping: Vec<RunningTask> = {
+            let mut running = self.running.lock();
+            slots.iter().filter_map(|s| running.remove(s)).collect()
         };
-        t.stop.store(true, Ordering::Release);
-        while !t.handle.is_finished() {
-            std::thread::sleep(Duration::from_millis(5));
+        for t in &stopping {
+            t.stop.store(true, Ordering::Release);
         }
-        self.finished.lock().push(t.handle);
+        for t in stopping {
+            while !t.handle.is_finished() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            self.finished.lock().push(t.handle);
+        }
     }
 
     /// This process runs tasks and every one of them has caught up and finished (a task stopped

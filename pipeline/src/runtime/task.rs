@@ -563,7 +563,12 @@ impl Task {
                     f
                 } else {
                     gated_behind = true;
-                    f.min(input.last_origin.saturating_sub(1))
+                    // Only what this read returned counts: a re-read may return less than an
+                    // earlier one did (on Kafka, a seek drops what the consumer had fetched),
+                    // so the largest origin ever read (`last_origin`) may lie past a record
+                    // that is not buffered now. Origins do not decrease along a partition.
+                    let read_upto = input.batch.iter().last().map_or(0, |r| r.origin);
+                    f.min(read_upto.saturating_sub(1))
                 };
                 bound = bound.min(complete);
                 continue;
@@ -1226,5 +1231,198 @@ impl Task {
             None => ckpt.write(&self.checkpoint_path)?,
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The gate of a task that reads derived partitions (the scheduler), against a log whose
+    //! re-reads may return less than earlier reads did (as Kafka's do after a seek).
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use twinline_log::{AppendResult, EmbeddedLog, LogConfig};
+    use twinline_schemas::{MemoryRegistry, TwinState};
+
+    use super::*;
+
+    /// An embedded log whose second read of twin-state/1 returns one record only; every input
+    /// origin counts as committed.
+    struct ShortReread {
+        inner: EmbeddedLog,
+        reads: AtomicUsize,
+    }
+
+    impl EventLog for ShortReread {
+        fn create_topic(&self, topic: &str, partitions: u32) -> twinline_log::Result<()> {
+            self.inner.create_topic(topic, partitions)
+        }
+        fn partitions(&self, topic: &str) -> twinline_log::Result<u32> {
+            self.inner.partitions(topic)
+        }
+        fn topics(&self) -> Vec<(String, u32)> {
+            self.inner.topics()
+        }
+        fn partition_for(&self, topic: &str, key: &[u8]) -> twinline_log::Result<u32> {
+            self.inner.partition_for(topic, key)
+        }
+        fn append(
+            &self,
+            topic: &str,
+            partition: u32,
+            records: &[NewRecord<'_>],
+        ) -> twinline_log::Result<AppendResult> {
+            self.inner.append(topic, partition, records)
+        }
+        fn read(
+            &self,
+            topic: &str,
+            partition: u32,
+            from: u64,
+            max_bytes: usize,
+            batch: &mut ReadBatch,
+        ) -> twinline_log::Result<()> {
+            let short = topic == Topic::TwinState.name()
+                && partition == 1
+                && self.reads.fetch_add(1, Ordering::Relaxed) == 1;
+            let max_bytes = if short { 1 } else { max_bytes };
+            self.inner.read(topic, partition, from, max_bytes, batch)
+        }
+        fn start_offset(&self, topic: &str, partition: u32) -> twinline_log::Result<u64> {
+            self.inner.start_offset(topic, partition)
+        }
+        fn end_offset(&self, topic: &str, partition: u32) -> twinline_log::Result<u64> {
+            self.inner.end_offset(topic, partition)
+        }
+        fn offset_for_timestamp(
+            &self,
+            topic: &str,
+            partition: u32,
+            ts: i64,
+        ) -> twinline_log::Result<Option<u64>> {
+            self.inner.offset_for_timestamp(topic, partition, ts)
+        }
+        fn commit_position(
+            &self,
+            group: &str,
+            topic: &str,
+            partition: u32,
+            offset: u64,
+        ) -> twinline_log::Result<()> {
+            self.inner.commit_position(group, topic, partition, offset)
+        }
+        fn position(
+            &self,
+            group: &str,
+            topic: &str,
+            partition: u32,
+        ) -> twinline_log::Result<Option<u64>> {
+            self.inner.position(group, topic, partition)
+        }
+        fn truncate(&self, topic: &str, partition: u32, end: u64) -> twinline_log::Result<()> {
+            self.inner.truncate(topic, partition, end)
+        }
+        fn sync(&self, topic: &str, partition: u32) -> twinline_log::Result<()> {
+            self.inner.sync(topic, partition)
+        }
+        fn committed_origin(&self) -> u64 {
+            1000
+        }
+    }
+
+    /// Notes the origin of every event it is handed.
+    struct Recorder(Arc<parking_lot::Mutex<Vec<u64>>>);
+
+    impl Processor for Recorder {
+        fn name(&self) -> &'static str {
+            "recorder"
+        }
+        fn inputs(&self) -> &'static [Topic] {
+            &[Topic::TwinState]
+        }
+        fn on_event(&mut self, e: &Event<'_>, _out: &mut Emitter) -> Result<(), ProcessError> {
+            self.0.lock().push(e.position.origin);
+            Ok(())
+        }
+        fn snapshot(&self) -> Result<Vec<u8>, ProcessError> {
+            Ok(Vec::new())
+        }
+        fn restore(&mut self, _bytes: &[u8]) -> Result<(), ProcessError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_shorter_reread_of_a_gated_partition_does_not_let_later_origins_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = EmbeddedLog::open(&dir.path().join("log"), LogConfig::default()).unwrap();
+        for t in Topic::ALL {
+            inner.create_topic(t.name(), 2).unwrap();
+        }
+        let codec = Arc::new(Codec::new(Arc::new(MemoryRegistry::new())).unwrap());
+        let log = Arc::new(ShortReread {
+            inner,
+            reads: AtomicUsize::new(0),
+        });
+        // twin-state/0 holds origins 10, 20, 30, 40 and twin-state/1 holds 15, 25, 35.
+        for (p, origins) in [(0u32, vec![10u64, 20, 30, 40]), (1, vec![15, 25, 35])] {
+            for o in origins {
+                let state = TwinState {
+                    machine_id: format!("M{p}"),
+                    event_time: o as i64,
+                    ..TwinState::default()
+                };
+                let value = codec
+                    .encode_to_vec(&Payload::TwinState(state))
+                    .expect("encodes");
+                let rec = NewRecord {
+                    key: b"M",
+                    value: &value,
+                    timestamp: o as i64,
+                    origin: Some(o),
+                    headers: &[],
+                };
+                log.append(Topic::TwinState.name(), p, &[rec]).unwrap();
+            }
+        }
+        let gate = Arc::new(Frontiers::new(2));
+        let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let spec = TaskSpec {
+            name: "gated".into(),
+            inputs: (0..2)
+                .map(|partition| InputSpec {
+                    topic: Topic::TwinState,
+                    partition,
+                    owns_dead_letters: false,
+                })
+                .collect(),
+            processors: vec![Box::new(Recorder(seen.clone()))],
+            outputs: Vec::new(),
+            checkpoint_path: dir.path().join("gated.ckpt"),
+            watermark_tick_ms: 1000,
+            read_batch_bytes: 1 << 20,
+            batch_max_wait: Duration::ZERO,
+            publish_frontier: None,
+            gate: Some(gate.clone()),
+        };
+        let mut task = Task::open(spec, log, codec, Arc::new(Metrics::new())).unwrap();
+        // Round 1: partition 0 is complete up to origin 12 only, partition 1 is read whole.
+        gate.publish(0, 12, [(Topic::TwinState, 1)].into_iter());
+        gate.publish(1, 100, [(Topic::TwinState, 3)].into_iter());
+        task.run_round().unwrap();
+        assert_eq!(*seen.lock(), vec![10]);
+        // Round 2: partition 0 is complete; the re-read of partition 1 returns origin 15 only,
+        // so nothing past it may be processed (25 is not buffered).
+        gate.publish(0, 100, [(Topic::TwinState, 4)].into_iter());
+        task.run_round().unwrap();
+        let after_short = seen.lock().clone();
+        assert!(
+            after_short.iter().all(|&o| o < 25),
+            "processed {after_short:?} while origin 25 was not buffered"
+        );
+        for _ in 0..3 {
+            task.run_round().unwrap();
+        }
+        assert_eq!(*seen.lock(), vec![10, 15, 20, 25, 30, 35, 40]);
     }
 }
