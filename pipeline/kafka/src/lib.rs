@@ -437,6 +437,17 @@ impl KafkaLog {
     }
 }
 
+/// Serves `producer`'s delivery reports until nothing is in flight (or `timeout` passes), in
+/// 1 ms polls. Called before `commit_transaction`: the flush that commit does itself (rdkafka's
+/// `BaseProducer::flush`) polls in 100 ms steps that always run to their end, which made every
+/// transaction (and so every derived record's visibility) about 100 ms late.
+pub(crate) fn drain_deliveries(producer: &rdkafka::producer::BaseProducer, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while producer.in_flight_count() > 0 && Instant::now() < deadline {
+        producer.poll(Duration::from_millis(1));
+    }
+}
+
 pub(crate) fn wait_index(inner: &Inner, c: &BaseConsumer) -> Result<()> {
     let topic = inner.topic(ORIGINS_TOPIC);
     let (_, high) = inner.watermarks(c, &topic, 0)?;

@@ -195,6 +195,7 @@ fn sequence(inner: &Arc<Inner>, stopped: &dyn Fn() -> bool) -> Result<()> {
             let rec: BaseRecord<'_, [u8], [u8]> =
                 BaseRecord::to(&origins).partition(0).payload(&value[..]);
             producer.send(rec).map_err(|(e, _)| e)?;
+            crate::drain_deliveries(&producer, timeout);
             producer.commit_transaction(timeout)
         })();
         if let Err(e) = committed {

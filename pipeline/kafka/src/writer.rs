@@ -248,6 +248,7 @@ impl TaskWriter for KafkaTaskWriter {
         {
             return Err(self.fail("sending its input offsets", e));
         }
+        crate::drain_deliveries(&self.producer, timeout);
         if let Err(e) = self.producer.commit_transaction(timeout) {
             return Err(self.fail("committing", e));
         }
