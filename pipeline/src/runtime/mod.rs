@@ -11,6 +11,8 @@ pub mod ingest;
 pub mod metrics;
 pub mod served;
 pub mod task;
+#[cfg(test)]
+mod testlog;
 pub mod viewfeed;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -501,6 +503,9 @@ fn drive_task(
     let mut idle = Duration::from_micros(200);
     let mut counted_caught_up = false;
     loop {
+        // Sampled before the round: only a round that began after the producers finished has
+        // seen all their events (sampling after it lets a last append slip past `caught_up`).
+        let producers_done = a.control.producers_done.load(Ordering::Acquire);
         let started = Instant::now();
         let r = task.run_round()?;
         if r.processed > 0 {
@@ -536,7 +541,7 @@ fn drive_task(
             return Ok(());
         }
         if r.processed == 0 {
-            if until_caught_up && r.caught_up && a.control.producers_done.load(Ordering::Acquire) {
+            if until_caught_up && r.caught_up && producers_done {
                 // Producers finished before this round began and nothing is left: done.
                 task.checkpoint()?;
                 a.metrics.checkpoints.fetch_add(1, Ordering::Relaxed);
@@ -549,8 +554,7 @@ fn drive_task(
                 done.store(true, Ordering::Release);
                 return Ok(());
             }
-            if r.caught_up && a.control.producers_done.load(Ordering::Acquire) && !counted_caught_up
-            {
+            if r.caught_up && producers_done && !counted_caught_up {
                 counted_caught_up = true;
                 a.control.tasks_caught_up.fetch_add(1, Ordering::AcqRel);
             }
@@ -672,5 +676,112 @@ impl IdleBackoff {
 
     pub fn busy(&mut self) {
         self.0 = Duration::from_millis(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! When a task may call itself done.
+
+    use std::sync::atomic::AtomicUsize;
+
+    use twinline_log::{EmbeddedLog, LogConfig, NewRecord};
+    use twinline_processors::{Emitter, Event, ProcessError};
+    use twinline_schemas::{MemoryRegistry, Payload, SensorKind, SensorReading};
+
+    use super::testlog::HookedLog;
+    use super::*;
+
+    /// Counts the sensor readings it is handed.
+    struct Counter(Arc<AtomicUsize>);
+
+    impl Processor for Counter {
+        fn name(&self) -> &'static str {
+            "counter"
+        }
+        fn inputs(&self) -> &'static [Topic] {
+            &[Topic::SensorReadings]
+        }
+        fn on_event(&mut self, _e: &Event<'_>, _out: &mut Emitter) -> Result<(), ProcessError> {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        fn snapshot(&self) -> Result<Vec<u8>, ProcessError> {
+            Ok(Vec::new())
+        }
+        fn restore(&mut self, _bytes: &[u8]) -> Result<(), ProcessError> {
+            Ok(())
+        }
+    }
+
+    /// The producer appends its last event and finishes while a round is between reading a
+    /// partition's end and reporting "caught up": the task must still process that event
+    /// before it stops (the embedded replay test once lost 37 twin states this way).
+    #[test]
+    fn a_task_does_not_stop_before_an_append_that_raced_its_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = EmbeddedLog::open(&dir.path().join("log"), LogConfig::default()).unwrap();
+        for t in Topic::ALL {
+            inner.create_topic(t.name(), 1).unwrap();
+        }
+        let codec = Arc::new(Codec::new(Arc::new(MemoryRegistry::new())).unwrap());
+        let control = new_control(1);
+        let mut log = HookedLog::new(inner);
+        let (c, ctl, fired) = (codec.clone(), control.clone(), AtomicBool::new(false));
+        log.on_end = Some(Box::new(move |inner, topic, partition, _end| {
+            if topic != Topic::SensorReadings.name()
+                || partition != 0
+                || fired.swap(true, Ordering::AcqRel)
+            {
+                return;
+            }
+            let reading = SensorReading {
+                machine_id: "M1".into(),
+                sensor: SensorKind::Temperature,
+                value: 70.0,
+                unit: "C".into(),
+                event_time: 1_000,
+            };
+            let value = c
+                .encode_to_vec(&Payload::SensorReading(reading))
+                .expect("encodes");
+            let rec = NewRecord {
+                key: b"M1",
+                value: &value,
+                timestamp: 1_000,
+                origin: None,
+                headers: &[],
+            };
+            inner.append(topic, partition, &[rec]).expect("appends");
+            ctl.producers_done.store(true, Ordering::Release);
+        }));
+        let seen = Arc::new(AtomicUsize::new(0));
+        let s = seen.clone();
+        let mut cfg = Config::load_with_env(None, false).unwrap();
+        cfg.scheduling.enabled = false;
+        let args = TaskRunnerArgs {
+            log: Arc::new(log),
+            codec,
+            metrics: Arc::new(Metrics::new()),
+            control: control.clone(),
+            cfg,
+            checkpoint_dir: dir.path().join("ckpt"),
+            factory: Arc::new(move |_| vec![Box::new(Counter(s.clone())) as Box<dyn Processor>]),
+            partitions: 1,
+        };
+        std::fs::create_dir_all(&args.checkpoint_dir).unwrap();
+        let (stop, done) = (AtomicBool::new(false), AtomicBool::new(false));
+        let frontiers = Arc::new(Frontiers::new(1));
+        drive_task(&args, &frontiers, TaskId::Partition(0), true, &stop, &done).unwrap();
+        assert!(
+            done.load(Ordering::Acquire),
+            "the task did not finish by catching up"
+        );
+        assert!(control.producers_done.load(Ordering::Acquire));
+        assert_eq!(
+            seen.load(Ordering::Relaxed),
+            1,
+            "the task stopped without processing the producer's last event"
+        );
     }
 }

@@ -1241,94 +1241,11 @@ mod tests {
 
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use twinline_log::{AppendResult, EmbeddedLog, LogConfig};
+    use twinline_log::{EmbeddedLog, LogConfig};
     use twinline_schemas::{MemoryRegistry, TwinState};
 
+    use super::super::testlog::HookedLog;
     use super::*;
-
-    /// An embedded log whose second read of twin-state/1 returns one record only; every input
-    /// origin counts as committed.
-    struct ShortReread {
-        inner: EmbeddedLog,
-        reads: AtomicUsize,
-    }
-
-    impl EventLog for ShortReread {
-        fn create_topic(&self, topic: &str, partitions: u32) -> twinline_log::Result<()> {
-            self.inner.create_topic(topic, partitions)
-        }
-        fn partitions(&self, topic: &str) -> twinline_log::Result<u32> {
-            self.inner.partitions(topic)
-        }
-        fn topics(&self) -> Vec<(String, u32)> {
-            self.inner.topics()
-        }
-        fn partition_for(&self, topic: &str, key: &[u8]) -> twinline_log::Result<u32> {
-            self.inner.partition_for(topic, key)
-        }
-        fn append(
-            &self,
-            topic: &str,
-            partition: u32,
-            records: &[NewRecord<'_>],
-        ) -> twinline_log::Result<AppendResult> {
-            self.inner.append(topic, partition, records)
-        }
-        fn read(
-            &self,
-            topic: &str,
-            partition: u32,
-            from: u64,
-            max_bytes: usize,
-            batch: &mut ReadBatch,
-        ) -> twinline_log::Result<()> {
-            let short = topic == Topic::TwinState.name()
-                && partition == 1
-                && self.reads.fetch_add(1, Ordering::Relaxed) == 1;
-            let max_bytes = if short { 1 } else { max_bytes };
-            self.inner.read(topic, partition, from, max_bytes, batch)
-        }
-        fn start_offset(&self, topic: &str, partition: u32) -> twinline_log::Result<u64> {
-            self.inner.start_offset(topic, partition)
-        }
-        fn end_offset(&self, topic: &str, partition: u32) -> twinline_log::Result<u64> {
-            self.inner.end_offset(topic, partition)
-        }
-        fn offset_for_timestamp(
-            &self,
-            topic: &str,
-            partition: u32,
-            ts: i64,
-        ) -> twinline_log::Result<Option<u64>> {
-            self.inner.offset_for_timestamp(topic, partition, ts)
-        }
-        fn commit_position(
-            &self,
-            group: &str,
-            topic: &str,
-            partition: u32,
-            offset: u64,
-        ) -> twinline_log::Result<()> {
-            self.inner.commit_position(group, topic, partition, offset)
-        }
-        fn position(
-            &self,
-            group: &str,
-            topic: &str,
-            partition: u32,
-        ) -> twinline_log::Result<Option<u64>> {
-            self.inner.position(group, topic, partition)
-        }
-        fn truncate(&self, topic: &str, partition: u32, end: u64) -> twinline_log::Result<()> {
-            self.inner.truncate(topic, partition, end)
-        }
-        fn sync(&self, topic: &str, partition: u32) -> twinline_log::Result<()> {
-            self.inner.sync(topic, partition)
-        }
-        fn committed_origin(&self) -> u64 {
-            1000
-        }
-    }
 
     /// Notes the origin of every event it is handed.
     struct Recorder(Arc<parking_lot::Mutex<Vec<u64>>>);
@@ -1360,10 +1277,22 @@ mod tests {
             inner.create_topic(t.name(), 2).unwrap();
         }
         let codec = Arc::new(Codec::new(Arc::new(MemoryRegistry::new())).unwrap());
-        let log = Arc::new(ShortReread {
-            inner,
-            reads: AtomicUsize::new(0),
-        });
+        // The second read of twin-state/1 returns one record only; every input origin counts
+        // as committed.
+        let mut log = HookedLog::new(inner);
+        let reads = AtomicUsize::new(0);
+        log.on_read = Some(Box::new(move |topic, partition, max_bytes| {
+            let short = topic == Topic::TwinState.name()
+                && partition == 1
+                && reads.fetch_add(1, Ordering::Relaxed) == 1;
+            if short {
+                1
+            } else {
+                max_bytes
+            }
+        }));
+        log.committed_origin = Some(1000);
+        let log = Arc::new(log);
         // twin-state/0 holds origins 10, 20, 30, 40 and twin-state/1 holds 15, 25, 35.
         for (p, origins) in [(0u32, vec![10u64, 20, 30, 40]), (1, vec![15, 25, 35])] {
             for o in origins {
