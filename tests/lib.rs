@@ -418,3 +418,55 @@ pub fn unique_name(prefix: &str) -> String {
         .as_nanos();
     format!("{prefix}-{}-{nanos}", std::process::id())
 }
+
+/// A codec whose schemas come from the registry at `url`, as a distributed instance's do.
+pub fn registry_codec(url: &str) -> twinline_schemas::Codec {
+    let registry = twinline_registry::RemoteRegistry::new(url, std::time::Duration::from_secs(10))
+        .expect("registry client");
+    twinline_schemas::Codec::new(
+        std::sync::Arc::new(registry) as std::sync::Arc<dyn twinline_schemas::SchemaRegistry>
+    )
+    .expect("codec")
+}
+
+/// A client of the API's WebSocket stream (`/api/v1/ws/stream`).
+pub struct WsClient(
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+);
+
+impl WsClient {
+    pub async fn connect(listen: &str) -> WsClient {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{listen}/api/v1/ws/stream"))
+            .await
+            .expect("websocket connects");
+        WsClient(ws)
+    }
+
+    /// The next JSON message; `None` once `deadline` passes or the server closes the stream.
+    pub async fn next_json(&mut self, deadline: tokio::time::Instant) -> Option<serde_json::Value> {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            match tokio::time::timeout_at(deadline, self.0.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    return Some(serde_json::from_str(t.as_str()).expect("a JSON message"))
+                }
+                Ok(Some(Ok(_))) => continue,
+                Ok(Some(Err(e))) => panic!("websocket error: {e}"),
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// The next JSON message, or a panic naming what was awaited once `deadline` passes.
+    pub async fn expect_json(
+        &mut self,
+        deadline: tokio::time::Instant,
+        awaited: &str,
+    ) -> serde_json::Value {
+        match self.next_json(deadline).await {
+            Some(v) => v,
+            None => panic!("{awaited}: nothing pushed before the deadline"),
+        }
+    }
+}

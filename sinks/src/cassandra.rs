@@ -452,6 +452,12 @@ impl CassandraSink {
                     .map_err(|e| schema(&cql, e.to_string()))
             }
         };
+        // Every current row of one factory in a table.
+        let read_all = |table: &str| {
+            prep(format!(
+                "SELECT record FROM {ks}.{table} WHERE factory_id = ?"
+            ))
+        };
         let stmts = Statements {
             twin: prep(format!(
                 "INSERT INTO {ks}.twin_state (factory_id, machine_id, event_time, status, \
@@ -493,22 +499,10 @@ impl CassandraSink {
                  VALUES (?, ?, ?, ?)"
             ))
             .await?,
-            read_twins: prep(format!(
-                "SELECT record FROM {ks}.twin_state WHERE factory_id = ?"
-            ))
-            .await?,
-            read_predictions: prep(format!(
-                "SELECT record FROM {ks}.failure_predictions WHERE factory_id = ?"
-            ))
-            .await?,
-            read_requests: prep(format!(
-                "SELECT record FROM {ks}.maintenance_open WHERE factory_id = ?"
-            ))
-            .await?,
-            read_schedule: prep(format!(
-                "SELECT record FROM {ks}.schedule_current WHERE factory_id = ?"
-            ))
-            .await?,
+            read_twins: read_all("twin_state").await?,
+            read_predictions: read_all("failure_predictions").await?,
+            read_requests: read_all("maintenance_open").await?,
+            read_schedule: read_all("schedule_current").await?,
             read_segments: prep(format!(
                 "SELECT segment FROM {ks}.served_segments \
                  WHERE factory_id = ? AND machine_id = ? AND stream = ?"

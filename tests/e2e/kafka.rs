@@ -17,13 +17,11 @@
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use twinline_kafka::{KafkaConfig, KafkaLog};
 use twinline_log::{EventLog, ReadBatch};
-use twinline_registry::RemoteRegistry;
-use twinline_schemas::{Codec, DeadLetterReason, Payload, SchemaRegistry, Topic};
+use twinline_schemas::{DeadLetterReason, Payload, Topic};
 use twinline_tests::{
     dump_topic, free_port, http_request, kafka, ort_library, python, repo_root, twinline,
     twinline_bin, unique_name, Server, DERIVED,
@@ -248,11 +246,7 @@ fn third_party_producer_to_twin_state_in_the_api_and_poison_to_dead_letters() {
 
     // The poison records are in dead-letters, with the reason and the original bytes.
     let log = open_kafka(&kafka, &prefix);
-    let codec = Codec::new(
-        Arc::new(RemoteRegistry::new(&url, Duration::from_secs(10)).unwrap())
-            as Arc<dyn SchemaRegistry>,
-    )
-    .unwrap();
+    let codec = twinline_tests::registry_codec(&url);
     let poison: Vec<Vec<u8>> = produced["poison"]
         .as_array()
         .unwrap()
@@ -764,11 +758,7 @@ fn transactional_third_party_producer_committed_records_only_and_the_run_ends() 
     assert!(status.success(), "run failed");
     // The committed readings were processed, the aborted ones never.
     let log = open_kafka(&kafka, &prefix);
-    let codec = Codec::new(
-        Arc::new(RemoteRegistry::new(&url, Duration::from_secs(10)).unwrap())
-            as Arc<dyn SchemaRegistry>,
-    )
-    .unwrap();
+    let codec = twinline_tests::registry_codec(&url);
     let mut tx1 = 0;
     for (_, recs) in read_all(&log, "twin-state") {
         for r in recs {

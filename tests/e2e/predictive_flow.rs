@@ -9,9 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::Message;
 use twinline_tests::{
     free_port, http_get_json, ort_library, repo_root, sql_rows, twinline, Server,
 };
@@ -63,22 +61,18 @@ fn wear_to_prediction_to_request_to_websocket() {
         .build()
         .unwrap();
     let (alert, pushed_plan) = rt.block_on(async {
-        let (mut ws, _) =
-            tokio_tungstenite::connect_async(format!("ws://{listen}/api/v1/ws/stream"))
-                .await
-                .expect("websocket connects");
+        let mut ws = twinline_tests::WsClient::connect(&listen).await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
         let mut alert: Option<Value> = None;
         // Event time of the first request, once the alert is seen (from the SQL view).
         let mut first_request: Option<i64> = None;
         loop {
-            let msg = tokio::time::timeout_at(deadline, ws.next())
-                .await
-                .expect("an urgent alert, an open request and a plan after it pushed within 240 s")
-                .expect("stream open")
-                .expect("no error");
-            let Message::Text(t) = msg else { continue };
-            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            let v = ws
+                .expect_json(
+                    deadline,
+                    "an urgent alert, an open request and a plan after it within 240 s",
+                )
+                .await;
             if v["type"] == "dashboard_stats" && alert.is_none() {
                 let alerts = &v["data"]["maintenance_alerts"];
                 let urgent =

@@ -4,12 +4,8 @@
 //! are refused with a clear error, the state survives a restart and two instances on one topic
 //! hand out distinct ids.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use serde_json::Value;
-use twinline_registry::RemoteRegistry;
-use twinline_schemas::{Codec, SchemaRegistry, SensorKind, SensorReading, Topic};
+use twinline_schemas::{SensorKind, SensorReading, Topic};
 use twinline_tests::{
     dump_topic, free_port, http_get_json, http_request, kafka, python, repo_root, twinline,
     unique_name, Server,
@@ -123,11 +119,7 @@ fn third_party_clients_and_twinline_share_one_registry_kept_in_kafka() {
 
     // 3. The Confluent Python client: decodes twinline's bytes, writes its own, evolves the
     //    subject compatibly and is refused an incompatible change.
-    let codec = Codec::new(
-        Arc::new(RemoteRegistry::new(&url, Duration::from_secs(10)).unwrap())
-            as Arc<dyn SchemaRegistry>,
-    )
-    .unwrap();
+    let codec = twinline_tests::registry_codec(&url);
     assert_eq!(codec.schema_id(Topic::SensorReadings), sensor_id);
     let ours = SensorReading {
         machine_id: "M-RS-1".into(),

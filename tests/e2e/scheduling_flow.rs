@@ -5,9 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
 use twinline_tests::{free_port, http_request, sql_rows, twinline, Server};
 
 const WRITER: &str = "sched-writer";
@@ -117,15 +115,10 @@ fn fault_moves_planned_work_off_the_machine_and_everyone_sees_it() {
         .unwrap();
     let ws_listen = listen.clone();
     let pushes = rt.spawn(async move {
-        let (mut ws, _) =
-            tokio_tungstenite::connect_async(format!("ws://{ws_listen}/api/v1/ws/stream"))
-                .await
-                .expect("websocket connects");
+        let mut ws = twinline_tests::WsClient::connect(&ws_listen).await;
         let mut seen: Vec<Value> = Vec::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-        while let Ok(Some(Ok(msg))) = tokio::time::timeout_at(deadline, ws.next()).await {
-            let Message::Text(t) = msg else { continue };
-            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+        while let Some(v) = ws.next_json(deadline).await {
             if v["type"] == "schedule" {
                 let done = v["data"]["reason"]
                     .as_str()

@@ -12,14 +12,10 @@
 //!   instance's WebSocket pushes it.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::Message;
-use twinline_registry::RemoteRegistry;
-use twinline_schemas::{Codec, Payload, SchemaRegistry, Topic};
+use twinline_schemas::{Payload, Topic};
 use twinline_tests::{
     cassandra, free_port, http_request, kafka, ort_library, repo_root, sql_rows, twinline_env,
     unique_name, Server,
@@ -153,11 +149,7 @@ fn api_only_instance_serves_from_cassandra_what_the_pipeline_serves() {
     // Both show the same documents once the plant is processed; the pipeline has processed it
     // when each machine's state is the last twin state in Kafka.
     let log = open_kafka(&kafka, &prefix);
-    let codec = Codec::new(
-        Arc::new(RemoteRegistry::new(&url, Duration::from_secs(10)).unwrap())
-            as Arc<dyn SchemaRegistry>,
-    )
-    .unwrap();
+    let codec = twinline_tests::registry_codec(&url);
     let deadline = Instant::now() + Duration::from_secs(240);
     let mut differ = String::new();
     let (machines, served) = loop {
@@ -265,9 +257,7 @@ fn api_only_instance_serves_from_cassandra_what_the_pipeline_serves() {
         .build()
         .unwrap();
     let pushed = rt.block_on(async {
-        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{api}/api/v1/ws/stream"))
-            .await
-            .expect("websocket connects");
+        let mut ws = twinline_tests::WsClient::connect(&api).await;
         let reading = serde_json::json!({
             "machine_id": "API-ONLY-1", "sensor": "TEMPERATURE", "value": 64.25, "unit": "C",
             "event_time": 1_767_225_600_000i64 + 6 * 86_400_000,
@@ -286,13 +276,9 @@ fn api_only_instance_serves_from_cassandra_what_the_pipeline_serves() {
         assert_eq!(status, 202, "ingest through the API-only instance: {body}");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
-            let msg = tokio::time::timeout_at(deadline, ws.next())
-                .await
-                .expect("the new machine's twin state pushed within 60 s")
-                .expect("stream open")
-                .expect("no error");
-            let Message::Text(t) = msg else { continue };
-            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            let v = ws
+                .expect_json(deadline, "the new machine's twin state within 60 s")
+                .await;
             if v["type"] != "twin_state" {
                 continue;
             }

@@ -6,9 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::Message;
 use twinline_tests::{
     free_port, http_get_json, http_request, multipart, ort_library, repo_root, sql_rows, Part,
     Server,
@@ -162,11 +160,7 @@ fn image_to_defect_to_twin_health_to_websocket_warning() {
         .enable_all()
         .build()
         .unwrap();
-    let (mut ws, _) = rt
-        .block_on(tokio_tungstenite::connect_async(format!(
-            "ws://{listen}/api/v1/ws/stream"
-        )))
-        .expect("websocket connects");
+    let mut ws = rt.block_on(twinline_tests::WsClient::connect(&listen));
     let mut detected = 0;
     let mut right_type = 0;
     for (bytes, label) in &defective {
@@ -222,13 +216,12 @@ fn image_to_defect_to_twin_health_to_websocket_warning() {
     let warned = rt.block_on(async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let msg = tokio::time::timeout_at(deadline, ws.next())
-                .await
-                .expect("a push showing M002 in WARNING with every upload counted within 30 s")
-                .expect("stream open")
-                .expect("no error");
-            let Message::Text(t) = msg else { continue };
-            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            let v = ws
+                .expect_json(
+                    deadline,
+                    "M002 in WARNING with every upload counted within 30 s",
+                )
+                .await;
             if v["type"] != "twin_state" {
                 continue;
             }

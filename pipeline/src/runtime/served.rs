@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use tracing::{debug, info_span};
 use twinline_queries::views::{ServedState, Views};
-use twinline_schemas::{FailurePrediction, Payload, TwinState};
+use twinline_schemas::{FailurePrediction, Payload, Record, TwinState};
 use twinline_sinks::cassandra::{CassandraError, CassandraSink, HistoryStream};
 
 /// History reads in flight at once.
@@ -57,116 +57,34 @@ impl ServedPoller {
     /// One read of the tables; returns whether the API's model changed.
     pub fn poll(&mut self) -> Result<bool, CassandraError> {
         let rows = self.rt.block_on(self.sink.read_served())?;
-        let twin_reads: Vec<(String, String)> = rows
-            .twins
-            .iter()
-            .filter(|t| {
-                self.twins
-                    .get(&t.machine_id)
-                    .is_none_or(|r| r.current_id != t.event_id)
-            })
-            .map(|t| (t.machine_id.clone(), t.event_id.clone()))
-            .collect();
-        let prediction_reads: Vec<(String, String)> = rows
-            .predictions
-            .iter()
-            .filter(|p| {
-                self.predictions
-                    .get(&p.machine_id)
-                    .is_none_or(|r| r.current_id != p.event_id)
-            })
-            .map(|p| (p.machine_id.clone(), p.event_id.clone()))
-            .collect();
+        // With no history kept per machine, the current rows are all the model shows.
         let (sink, n) = (&self.sink, self.history);
-        let reads = twin_reads
-            .into_iter()
-            .map(|(m, id)| (HistoryStream::Twin, m, id))
-            .chain(
-                prediction_reads
-                    .into_iter()
-                    .map(|(m, id)| (HistoryStream::Prediction, m, id)),
-            );
-        let fetched: Vec<(HistoryStream, String, String, Vec<Payload>)> =
-            self.rt.block_on(async {
-                stream::iter(reads.map(|(s, m, id)| async move {
-                    let records = sink.read_recent(s, &m, n.max(1)).await?;
-                    Ok::<_, CassandraError>((s, m, id, records))
-                }))
-                .buffer_unordered(HISTORY_READS)
-                .try_collect()
-                .await
-            })?;
-        for (s, machine, current_id, records) in fetched {
-            match s {
-                HistoryStream::Twin => {
-                    let records = records
-                        .into_iter()
-                        .filter_map(|p| match p {
-                            Payload::TwinState(t) => Some(t),
-                            _ => None,
-                        })
-                        .collect();
-                    self.twins.insert(
-                        machine,
-                        Recent {
-                            current_id,
-                            records,
-                        },
-                    );
-                }
-                HistoryStream::Prediction => {
-                    let records = records
-                        .into_iter()
-                        .filter_map(|p| match p {
-                            Payload::FailurePrediction(x) => Some(x),
-                            _ => None,
-                        })
-                        .collect();
-                    self.predictions.insert(
-                        machine,
-                        Recent {
-                            current_id,
-                            records,
-                        },
-                    );
+        if n > 0 {
+            let reads: Vec<_> = stale(&rows.twins, &self.twins)
+                .chain(stale(&rows.predictions, &self.predictions))
+                .collect();
+            let fetched: Vec<(HistoryStream, String, String, Vec<Payload>)> =
+                self.rt.block_on(async {
+                    stream::iter(reads.into_iter().map(|(s, m, id)| async move {
+                        let records = sink.read_recent(s, &m, n).await?;
+                        Ok::<_, CassandraError>((s, m, id, records))
+                    }))
+                    .buffer_unordered(HISTORY_READS)
+                    .try_collect()
+                    .await
+                })?;
+            for (s, machine, current_id, records) in fetched {
+                match s {
+                    HistoryStream::Twin => remember(&mut self.twins, machine, current_id, records),
+                    HistoryStream::Prediction => {
+                        remember(&mut self.predictions, machine, current_id, records)
+                    }
                 }
             }
         }
-        // The history tables are written before the current rows: a history may already hold a
-        // record newer than the current row read a moment earlier. Its newest record is then the
-        // current state (the next poll sees the current row move and re-reads).
-        let bound = self.history;
-        let machines = rows
-            .twins
-            .into_iter()
-            .map(|t| {
-                let recent = self.twins.get(&t.machine_id).map(|r| &r.records[..]);
-                let history = if bound == 0 {
-                    &[][..]
-                } else {
-                    recent.unwrap_or(&[])
-                };
-                let current = history.last().cloned().unwrap_or(t);
-                (current, history.to_vec())
-            })
-            .collect();
-        let predictions = rows
-            .predictions
-            .into_iter()
-            .map(|p| {
-                let recent = self.predictions.get(&p.machine_id).map(|r| &r.records[..]);
-                let history = if bound == 0 {
-                    &[][..]
-                } else {
-                    recent.unwrap_or(&[])
-                };
-                let latest = history.last().cloned().unwrap_or(p);
-                (latest, history.to_vec())
-            })
-            .collect();
         let state = ServedState {
-            machines,
-            predictions,
+            machines: merge(rows.twins, &self.twins, n),
+            predictions: merge(rows.predictions, &self.predictions, n),
             open_requests: rows.open_requests,
             schedule: rows.schedule,
         };
@@ -201,4 +119,87 @@ impl ServedPoller {
         }
         Ok(())
     }
+}
+
+/// A per-machine record whose current row is served with its recent history.
+trait ServedRecord: Record {
+    const STREAM: HistoryStream;
+    fn machine_id(&self) -> &str;
+    fn event_id(&self) -> &str;
+}
+
+impl ServedRecord for TwinState {
+    const STREAM: HistoryStream = HistoryStream::Twin;
+    fn machine_id(&self) -> &str {
+        &self.machine_id
+    }
+    fn event_id(&self) -> &str {
+        &self.event_id
+    }
+}
+
+impl ServedRecord for FailurePrediction {
+    const STREAM: HistoryStream = HistoryStream::Prediction;
+    fn machine_id(&self) -> &str {
+        &self.machine_id
+    }
+    fn event_id(&self) -> &str {
+        &self.event_id
+    }
+}
+
+/// The history reads due: machines whose current row is not the one their history was read for.
+fn stale<'a, T: ServedRecord>(
+    rows: &'a [T],
+    cache: &'a BTreeMap<String, Recent<T>>,
+) -> impl Iterator<Item = (HistoryStream, String, String)> + 'a {
+    rows.iter()
+        .filter(|r| {
+            cache
+                .get(r.machine_id())
+                .is_none_or(|c| c.current_id != r.event_id())
+        })
+        .map(|r| {
+            (
+                T::STREAM,
+                r.machine_id().to_owned(),
+                r.event_id().to_owned(),
+            )
+        })
+}
+
+fn remember<T: ServedRecord>(
+    cache: &mut BTreeMap<String, Recent<T>>,
+    machine: String,
+    current_id: String,
+    records: Vec<Payload>,
+) {
+    let records = records.into_iter().filter_map(T::from_payload).collect();
+    cache.insert(
+        machine,
+        Recent {
+            current_id,
+            records,
+        },
+    );
+}
+
+/// Each current row with its history. The history tables are written before the current rows,
+/// so a history may already hold a record newer than the row read a moment earlier: its newest
+/// record is then the current state (the next poll sees the row move and re-reads).
+fn merge<T: ServedRecord>(
+    rows: Vec<T>,
+    cache: &BTreeMap<String, Recent<T>>,
+    bound: usize,
+) -> Vec<(T, Vec<T>)> {
+    rows.into_iter()
+        .map(|row| {
+            let history = match cache.get(row.machine_id()) {
+                Some(c) if bound > 0 => &c.records[..],
+                _ => &[][..],
+            };
+            let current = history.last().cloned().unwrap_or(row);
+            (current, history.to_vec())
+        })
+        .collect()
 }
