@@ -486,6 +486,45 @@ mod tests {
         assert_eq!(batch.1, b"4");
     }
 
+    /// Bad images between good ones: each good image still gets the answer for its own pixels
+    /// (the decoded tensors are moved together before inference).
+    #[test]
+    fn bad_images_inside_a_batch_do_not_shift_the_answers_of_good_ones() {
+        let payloads = [
+            image("M001", png(10, 64), "image/png"),
+            image("M001", b"\x89PNG\r\n\x1a\nnot really".to_vec(), "image/png"),
+            image("M001", png(250, 64), "image/png"),
+            image("M001", b"GIF89a....".to_vec(), "image/gif"),
+            image("M001", png(5, 64), "image/png"),
+            image("M001", png(240, 64), "image/png"),
+        ];
+        let events = events_at_offsets(&payloads);
+        let mut batched = VisionProcessor::new(Box::new(MeanModel), 8);
+        batched.prepare(&events).unwrap();
+        let mut types = Vec::new();
+        for (i, e) in events.iter().enumerate() {
+            let mut out = Emitter::new();
+            let mut single = VisionProcessor::new(Box::new(MeanModel), 1);
+            let mut alone = Emitter::new();
+            match (
+                batched.on_event(e, &mut out),
+                single.on_event(e, &mut alone),
+            ) {
+                (Ok(()), Ok(())) => {
+                    let (d, _) = defect_of(&mut out);
+                    let (d1, _) = defect_of(&mut alone);
+                    assert_eq!(d, d1, "image {i}");
+                    types.push(d.defect_type);
+                }
+                (Err(ProcessError::BadInput(_)), Err(ProcessError::BadInput(_))) => {
+                    types.push("bad".into())
+                }
+                other => panic!("image {i}: {other:?}"),
+            }
+        }
+        assert_eq!(types, ["hole", "bad", "none", "bad", "hole", "none"]);
+    }
+
     #[test]
     fn key_must_match_machine() {
         let mut p = VisionProcessor::new(Box::new(MeanModel), 8);
