@@ -683,36 +683,11 @@ impl IdleBackoff {
 mod tests {
     //! When a task may call itself done.
 
-    use std::sync::atomic::AtomicUsize;
+    use twinline_log::NewRecord;
+    use twinline_schemas::{Payload, SensorKind, SensorReading};
 
-    use twinline_log::{EmbeddedLog, LogConfig, NewRecord};
-    use twinline_processors::{Emitter, Event, ProcessError};
-    use twinline_schemas::{MemoryRegistry, Payload, SensorKind, SensorReading};
-
-    use super::testlog::HookedLog;
+    use super::testlog::{embedded, HookedLog, Recorder};
     use super::*;
-
-    /// Counts the sensor readings it is handed.
-    struct Counter(Arc<AtomicUsize>);
-
-    impl Processor for Counter {
-        fn name(&self) -> &'static str {
-            "counter"
-        }
-        fn inputs(&self) -> &'static [Topic] {
-            &[Topic::SensorReadings]
-        }
-        fn on_event(&mut self, _e: &Event<'_>, _out: &mut Emitter) -> Result<(), ProcessError> {
-            self.0.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        }
-        fn snapshot(&self) -> Result<Vec<u8>, ProcessError> {
-            Ok(Vec::new())
-        }
-        fn restore(&mut self, _bytes: &[u8]) -> Result<(), ProcessError> {
-            Ok(())
-        }
-    }
 
     /// The producer appends its last event and finishes while a round is between reading a
     /// partition's end and reporting "caught up": the task must still process that event
@@ -720,11 +695,7 @@ mod tests {
     #[test]
     fn a_task_does_not_stop_before_an_append_that_raced_its_round() {
         let dir = tempfile::tempdir().unwrap();
-        let inner = EmbeddedLog::open(&dir.path().join("log"), LogConfig::default()).unwrap();
-        for t in Topic::ALL {
-            inner.create_topic(t.name(), 1).unwrap();
-        }
-        let codec = Arc::new(Codec::new(Arc::new(MemoryRegistry::new())).unwrap());
+        let (inner, codec) = embedded(dir.path(), 1);
         let control = new_control(1);
         let mut log = HookedLog::new(inner);
         let (c, ctl, fired) = (codec.clone(), control.clone(), AtomicBool::new(false));
@@ -755,7 +726,7 @@ mod tests {
             inner.append(topic, partition, &[rec]).expect("appends");
             ctl.producers_done.store(true, Ordering::Release);
         }));
-        let seen = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let s = seen.clone();
         let mut cfg = Config::load_with_env(None, false).unwrap();
         cfg.scheduling.enabled = false;
@@ -766,7 +737,12 @@ mod tests {
             control: control.clone(),
             cfg,
             checkpoint_dir: dir.path().join("ckpt"),
-            factory: Arc::new(move |_| vec![Box::new(Counter(s.clone())) as Box<dyn Processor>]),
+            factory: Arc::new(move |_| {
+                vec![Box::new(Recorder {
+                    input: &[Topic::SensorReadings],
+                    seen: s.clone(),
+                }) as Box<dyn Processor>]
+            }),
             partitions: 1,
         };
         std::fs::create_dir_all(&args.checkpoint_dir).unwrap();
@@ -779,7 +755,7 @@ mod tests {
         );
         assert!(control.producers_done.load(Ordering::Acquire));
         assert_eq!(
-            seen.load(Ordering::Relaxed),
+            seen.lock().len(),
             1,
             "the task stopped without processing the producer's last event"
         );

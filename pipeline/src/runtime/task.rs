@@ -1241,42 +1241,15 @@ mod tests {
 
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use twinline_log::{EmbeddedLog, LogConfig};
-    use twinline_schemas::{MemoryRegistry, TwinState};
+    use twinline_schemas::TwinState;
 
-    use super::super::testlog::HookedLog;
+    use super::super::testlog::{embedded, HookedLog, Recorder};
     use super::*;
-
-    /// Notes the origin of every event it is handed.
-    struct Recorder(Arc<parking_lot::Mutex<Vec<u64>>>);
-
-    impl Processor for Recorder {
-        fn name(&self) -> &'static str {
-            "recorder"
-        }
-        fn inputs(&self) -> &'static [Topic] {
-            &[Topic::TwinState]
-        }
-        fn on_event(&mut self, e: &Event<'_>, _out: &mut Emitter) -> Result<(), ProcessError> {
-            self.0.lock().push(e.position.origin);
-            Ok(())
-        }
-        fn snapshot(&self) -> Result<Vec<u8>, ProcessError> {
-            Ok(Vec::new())
-        }
-        fn restore(&mut self, _bytes: &[u8]) -> Result<(), ProcessError> {
-            Ok(())
-        }
-    }
 
     #[test]
     fn a_shorter_reread_of_a_gated_partition_does_not_let_later_origins_through() {
         let dir = tempfile::tempdir().unwrap();
-        let inner = EmbeddedLog::open(&dir.path().join("log"), LogConfig::default()).unwrap();
-        for t in Topic::ALL {
-            inner.create_topic(t.name(), 2).unwrap();
-        }
-        let codec = Arc::new(Codec::new(Arc::new(MemoryRegistry::new())).unwrap());
+        let (inner, codec) = embedded(dir.path(), 2);
         // The second read of twin-state/1 returns one record only; every input origin counts
         // as committed.
         let mut log = HookedLog::new(inner);
@@ -1325,7 +1298,10 @@ mod tests {
                     owns_dead_letters: false,
                 })
                 .collect(),
-            processors: vec![Box::new(Recorder(seen.clone()))],
+            processors: vec![Box::new(Recorder {
+                input: &[Topic::TwinState],
+                seen: seen.clone(),
+            })],
             outputs: Vec::new(),
             checkpoint_path: dir.path().join("gated.ckpt"),
             watermark_tick_ms: 1000,

@@ -1,9 +1,47 @@
 //! Test-only event log: an embedded log with hooks around reads and end queries, to stage the
 //! interleavings (short re-reads, appends racing a round) that real logs produce by chance.
 
+use std::path::Path;
 use std::sync::Arc;
 
-use twinline_log::{AppendResult, EmbeddedLog, EventLog, NewRecord, ReadBatch};
+use twinline_log::{AppendResult, EmbeddedLog, EventLog, LogConfig, NewRecord, ReadBatch};
+use twinline_processors::{Emitter, Event, ProcessError, Processor};
+use twinline_schemas::{Codec, MemoryRegistry, Topic};
+
+/// An embedded log in `dir` with every topic created with `partitions`, and a codec.
+pub fn embedded(dir: &Path, partitions: u32) -> (EmbeddedLog, Arc<Codec>) {
+    let log = EmbeddedLog::open(&dir.join("log"), LogConfig::default()).unwrap();
+    for t in Topic::ALL {
+        log.create_topic(t.name(), partitions).unwrap();
+    }
+    let codec = Arc::new(Codec::new(Arc::new(MemoryRegistry::new())).unwrap());
+    (log, codec)
+}
+
+/// A processor of `input` that notes the origin of every event it is handed.
+pub struct Recorder {
+    pub input: &'static [Topic],
+    pub seen: Arc<parking_lot::Mutex<Vec<u64>>>,
+}
+
+impl Processor for Recorder {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+    fn inputs(&self) -> &'static [Topic] {
+        self.input
+    }
+    fn on_event(&mut self, e: &Event<'_>, _out: &mut Emitter) -> Result<(), ProcessError> {
+        self.seen.lock().push(e.position.origin);
+        Ok(())
+    }
+    fn snapshot(&self) -> Result<Vec<u8>, ProcessError> {
+        Ok(Vec::new())
+    }
+    fn restore(&mut self, _bytes: &[u8]) -> Result<(), ProcessError> {
+        Ok(())
+    }
+}
 
 /// Returns the `max_bytes` to use for a read of (topic, partition), given the one asked for.
 pub type ReadHook = Box<dyn Fn(&str, u32, usize) -> usize + Send + Sync>;
