@@ -212,6 +212,16 @@ impl std::fmt::Display for Recovery {
     }
 }
 
+impl Recovery {
+    fn failed(&self) -> bool {
+        match self {
+            Recovery::After(_) => false,
+            Recovery::Exited(s) => !s.success(),
+            Recovery::Stalled => true,
+        }
+    }
+}
+
 /// Waits until the committed twin states exceed `from`, the child exits, or a minute passes.
 fn until_progress(
     log: &dyn EventLog,
@@ -344,7 +354,9 @@ pub fn run(cfg: &Config, a: &KafkaBenchArgs) -> Result<()> {
     let kill_recovery = until_progress(&*store.log, at_kill, &mut child, restarted)?;
     let mut broker_recovery = None;
     if let Some(script) = &a.restart_broker {
-        if child.try_wait()?.is_none() {
+        if let Some(status) = child.try_wait()? {
+            broker_recovery = Some(Recovery::Exited(status));
+        } else {
             let out = Command::new(script)
                 .output()
                 .with_context(|| format!("running {}", script.display()))?;
@@ -362,12 +374,7 @@ pub fn run(cfg: &Config, a: &KafkaBenchArgs) -> Result<()> {
     }
     let _ = child.kill();
     let _ = child.wait();
-    let failed = |r: &Recovery| match r {
-        Recovery::After(_) => false,
-        Recovery::Exited(s) => !s.success(),
-        Recovery::Stalled => true,
-    };
-    if failed(&kill_recovery) || broker_recovery.as_ref().is_some_and(failed) {
+    if kill_recovery.failed() || broker_recovery.as_ref().is_some_and(Recovery::failed) {
         let text = std::fs::read_to_string(&logf).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(40).collect();
         eprintln!(
@@ -410,14 +417,10 @@ pub fn run(cfg: &Config, a: &KafkaBenchArgs) -> Result<()> {
         q(0.99)
     );
     println!("| recovery after kill -9 (restart to next committed twin state) | {kill_recovery} |");
-    match broker_recovery {
-        Some(d) => println!(
+    if let Some(d) = broker_recovery {
+        println!(
             "| recovery after a broker restart (broker answering to next committed twin state) | {d} |"
-        ),
-        None if a.restart_broker.is_some() => println!(
-            "| recovery after a broker restart | not measured: the run had finished |"
-        ),
-        None => {}
+        );
     }
     Ok(())
 }

@@ -83,8 +83,8 @@ impl ServedPoller {
             }
         }
         let state = ServedState {
-            machines: merge(rows.twins, &self.twins, n),
-            predictions: merge(rows.predictions, &self.predictions, n),
+            machines: merge(rows.twins, &self.twins),
+            predictions: merge(rows.predictions, &self.predictions),
             open_requests: rows.open_requests,
             schedule: rows.schedule,
         };
@@ -184,20 +184,16 @@ fn remember<T: ServedRecord>(
     );
 }
 
-/// Each current row with its history. The history tables are written before the current rows,
-/// so a history may already hold a record newer than the row read a moment earlier: its newest
-/// record is then the current state (the next poll sees the row move and re-reads).
-fn merge<T: ServedRecord>(
-    rows: Vec<T>,
-    cache: &BTreeMap<String, Recent<T>>,
-    bound: usize,
-) -> Vec<(T, Vec<T>)> {
+/// Each current row with its history (none when no history is kept: the cache stays empty).
+/// The history tables are written before the current rows, so a history may already hold a
+/// record newer than the row read a moment earlier: its newest record is then the current state
+/// (the next poll sees the row move and re-reads).
+fn merge<T: ServedRecord>(rows: Vec<T>, cache: &BTreeMap<String, Recent<T>>) -> Vec<(T, Vec<T>)> {
     rows.into_iter()
         .map(|row| {
-            let history = match cache.get(row.machine_id()) {
-                Some(c) if bound > 0 => &c.records[..],
-                _ => &[][..],
-            };
+            let history = cache
+                .get(row.machine_id())
+                .map_or(&[][..], |c| &c.records[..]);
             let current = history.last().cloned().unwrap_or(row);
             (current, history.to_vec())
         })

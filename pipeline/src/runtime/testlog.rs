@@ -50,7 +50,7 @@ pub type EndHook = Box<dyn Fn(&EmbeddedLog, &str, u32, u64) + Send + Sync>;
 
 /// Delegates to an [`EmbeddedLog`], except where a hook or `committed_origin` says otherwise.
 pub struct HookedLog {
-    pub inner: Arc<EmbeddedLog>,
+    pub inner: EmbeddedLog,
     pub on_read: Option<ReadHook>,
     pub on_end: Option<EndHook>,
     /// Overrides the log's committed origin when set.
@@ -60,7 +60,7 @@ pub struct HookedLog {
 impl HookedLog {
     pub fn new(inner: EmbeddedLog) -> Self {
         Self {
-            inner: Arc::new(inner),
+            inner,
             on_read: None,
             on_end: None,
             committed_origin: None,
