@@ -410,6 +410,35 @@ fn local_server(name: &str, var: &str) -> String {
         .unwrap_or_else(|| panic!("docker/local/up printed no {var}"))
 }
 
+/// Deletes the Kafka topics under a test's topic prefix when dropped (the test passed or
+/// panicked), so test runs on the long-lived local broker do not pile up partitions, which make
+/// its restarts slow. Declare it before the servers of the test, so they stop first.
+pub struct DeleteTopicsOnDrop {
+    brokers: String,
+    prefix: String,
+}
+
+impl DeleteTopicsOnDrop {
+    pub fn new(brokers: &str, prefix: &str) -> Self {
+        DeleteTopicsOnDrop {
+            brokers: brokers.to_string(),
+            prefix: prefix.to_string(),
+        }
+    }
+}
+
+impl Drop for DeleteTopicsOnDrop {
+    fn drop(&mut self) {
+        let mut cfg = twinline_kafka::KafkaConfig::new(self.brokers.as_str(), Vec::new());
+        cfg.prefix = self.prefix.clone();
+        cfg.timeout = std::time::Duration::from_secs(10);
+        match twinline_kafka::KafkaLog::open(cfg).and_then(|l| l.delete_prefixed_topics()) {
+            Ok(n) => eprintln!("deleted {n} topics under {}", self.prefix),
+            Err(e) => eprintln!("could not delete the topics under {}: {e}", self.prefix),
+        }
+    }
+}
+
 /// A name no earlier test run used (topics in a Kafka that outlives test runs).
 pub fn unique_name(prefix: &str) -> String {
     let nanos = std::time::SystemTime::now()

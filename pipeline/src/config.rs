@@ -4,6 +4,7 @@
 //! `--config`, environment variables `TWINLINE_<SECTION>__<KEY>`, then command-line flags applied
 //! by the command itself. Unknown keys anywhere are an error, so a typo never silently does nothing.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -72,6 +73,10 @@ pub struct DistributedSection {
     pub api_only: bool,
     /// How often an API-only instance reads the served state from Cassandra.
     pub served_poll_ms: u64,
+    /// Extra librdkafka properties for every Kafka client of the pipeline (security settings,
+    /// `debug`, `client.rack`, ...). The settings twinline needs for exactly-once (isolation
+    /// level, idempotence, transactional ids, acks) are set after these and win.
+    pub librdkafka: BTreeMap<String, String>,
 }
 
 /// The Parquet history (`twinline_sinks::history`).

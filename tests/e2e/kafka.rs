@@ -172,6 +172,7 @@ fn third_party_producer_to_twin_state_in_the_api_and_poison_to_dead_letters() {
     let kafka = kafka();
     let (_registry, url) = registry(&kafka);
     let prefix = format!("{}.", unique_name("tp"));
+    let _topics = twinline_tests::DeleteTopicsOnDrop::new(&kafka, &prefix);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let listen = format!("127.0.0.1:{}", free_port());
@@ -304,6 +305,7 @@ fn killed_with_minus_9_no_gap_no_duplicate_and_equal_to_an_embedded_replay() {
     let (_registry, url) = registry(&kafka);
     let host = twinline_tests::cassandra();
     let prefix = format!("{}.", unique_name("eos"));
+    let _topics = twinline_tests::DeleteTopicsOnDrop::new(&kafka, &prefix);
     let (kafka_ks, clean_ks) = (
         unique_name("eos_kafka").replace('-', "_"),
         unique_name("eos_clean").replace('-', "_"),
@@ -464,6 +466,7 @@ fn two_instances_split_the_task_slots_and_one_takes_over_when_the_other_is_kille
     let kafka = kafka();
     let (_registry, url) = registry(&kafka);
     let prefix = format!("{}.", unique_name("group"));
+    let _topics = twinline_tests::DeleteTopicsOnDrop::new(&kafka, &prefix);
     let dir = tempfile::tempdir().unwrap();
     let common = [
         "--kafka",
@@ -594,6 +597,7 @@ fn broker_restart_mid_run_the_pipeline_recovers_by_itself_and_loses_nothing() {
     let restart = repo_root().join("docker/local/restart-kafka");
     let (_registry, url) = registry(&kafka);
     let prefix = format!("{}.", unique_name("restart"));
+    let _topics = twinline_tests::DeleteTopicsOnDrop::new(&kafka, &prefix);
     let dir = tempfile::tempdir().unwrap();
     let common = [
         "--kafka",
@@ -692,11 +696,13 @@ fn broker_restart_mid_run_the_pipeline_recovers_by_itself_and_loses_nothing() {
 }
 
 #[test]
-fn transactional_third_party_producer_committed_records_only_and_the_run_ends() {
+fn transactional_third_party_producer_committed_records_only_and_the_run_ends_replay_names_the_gap()
+{
     let _broker = twinline_tests::kafka_shared();
     let kafka = kafka();
     let (_registry, url) = registry(&kafka);
     let prefix = format!("{}.", unique_name("txp"));
+    let _topics = twinline_tests::DeleteTopicsOnDrop::new(&kafka, &prefix);
     let dir = tempfile::tempdir().unwrap();
     let common = [
         "--kafka",
@@ -724,6 +730,25 @@ fn transactional_third_party_producer_committed_records_only_and_the_run_ends() 
             "40",
             "1767225600000",
             "transactional",
+        ])
+        .output()
+        .expect("running the Python producer");
+    assert!(
+        out.status.success(),
+        "producer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Plain records of the same machine after the transactions: its partition now has a gap
+    // (the markers and the aborted records) between records, not only at its end.
+    let out = Command::new(python())
+        .arg(repo_root().join("tests/e2e/py/kafka_producer.py"))
+        .args([
+            &kafka,
+            &format!("{prefix}sensor-readings"),
+            &url,
+            "TX-1",
+            "5",
+            "1767225660000",
         ])
         .output()
         .expect("running the Python producer");
@@ -774,4 +799,21 @@ fn transactional_third_party_producer_committed_records_only_and_the_run_ends() 
         }
     }
     assert!(tx1 > 0, "no twin state for the committed readings");
+    // An embedded replay cannot number records with gaps as Kafka did (provenance would
+    // differ): it refuses with the partition and offset, not with a confusing later error.
+    let mut args = vec!["replay", "--out"];
+    let replay = dir.path().join("replay");
+    args.push(replay.to_str().unwrap());
+    args.extend(common);
+    let res = Command::new(twinline_bin())
+        .args(&args)
+        .env("TWINLINE_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(!res.status.success(), "replay over an offset gap succeeded");
+    assert!(
+        stderr.contains("sensor-readings/") && stderr.contains("has no record at offset"),
+        "replay did not name the gap: {stderr}"
+    );
 }

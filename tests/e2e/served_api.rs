@@ -64,6 +64,7 @@ fn api_only_instance_serves_from_cassandra_what_the_pipeline_serves() {
     let (_registry, url) = registry(&kafka);
     let host = cassandra();
     let prefix = format!("{}.", unique_name("served"));
+    let _topics = twinline_tests::DeleteTopicsOnDrop::new(&kafka, &prefix);
     let keyspace = unique_name("served").replace('-', "_");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("twinline.toml");

@@ -89,6 +89,9 @@ pub struct KafkaConfig {
     pub session_timeout_ms: u32,
     /// Static membership in the task group (`group.instance.id`); empty = dynamic.
     pub instance_id: String,
+    /// Extra librdkafka properties given to every client this log creates (security, `debug`);
+    /// the settings the log needs for correctness are set after them.
+    pub properties: Vec<(String, String)>,
 }
 
 impl KafkaConfig {
@@ -101,6 +104,7 @@ impl KafkaConfig {
             timeout: Duration::from_secs(30),
             session_timeout_ms: 6000,
             instance_id: String::new(),
+            properties: Vec::new(),
         }
     }
 }
@@ -137,6 +141,9 @@ impl Inner {
 
     pub(crate) fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
+        for (k, v) in &self.cfg.properties {
+            c.set(k, v);
+        }
         c.set("bootstrap.servers", &self.cfg.brokers)
             .set("reconnect.backoff.ms", "50")
             .set("reconnect.backoff.max.ms", "2000");
@@ -330,6 +337,46 @@ impl KafkaLog {
 
     pub fn config(&self) -> &KafkaConfig {
         &self.inner.cfg
+    }
+
+    /// Deletes every topic whose name starts with this log's prefix (internal topics included)
+    /// and returns how many. For benchmarks and tests that give each run its own prefix, so a
+    /// long-lived broker does not gather their partitions. Refused without a prefix: that would
+    /// be every topic of the cluster.
+    pub fn delete_prefixed_topics(&self) -> Result<usize> {
+        let prefix = &self.inner.cfg.prefix;
+        if prefix.is_empty() {
+            return Err(broker(
+                "deleting topics",
+                "this log has no topic prefix; refusing to delete every topic of the cluster",
+            ));
+        }
+        let md = self
+            .meta
+            .fetch_metadata(None, self.inner.cfg.timeout)
+            .map_err(|e| broker("listing topics", e))?;
+        let names: Vec<String> = md
+            .topics()
+            .iter()
+            .map(|t| t.name().to_string())
+            .filter(|n| n.starts_with(prefix.as_str()))
+            .collect();
+        if names.is_empty() {
+            return Ok(0);
+        }
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let opts = AdminOptions::new().operation_timeout(Some(self.inner.cfg.timeout));
+        let res = futures::executor::block_on(self.admin.delete_topics(&refs, &opts))
+            .map_err(|e| broker(format!("deleting the topics under {prefix}"), e))?;
+        let mut deleted = 0;
+        for r in res {
+            match r {
+                Ok(_) | Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => deleted += 1,
+                Err((name, code)) => return Err(broker(format!("deleting topic {name}"), code)),
+            }
+        }
+        self.partitions.write().clear();
+        Ok(deleted)
     }
 
     fn create(&self, name: &str, partitions: u32, config: &[(&str, &str)]) -> Result<()> {
@@ -744,4 +791,35 @@ pub(crate) fn header_u64<M: Message>(m: &M, name: &str) -> Option<u64> {
         .and_then(|h| h.value)
         .and_then(|v| <[u8; 8]>::try_from(v).ok())
         .map(u64::from_be_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inner(cfg: KafkaConfig) -> Inner {
+        Inner {
+            cfg,
+            index: RwLock::new(OriginIndex::new()),
+            index_pos: AtomicI64::new(0),
+            stop: AtomicBool::new(false),
+        }
+    }
+
+    #[test]
+    fn extra_properties_reach_every_client_but_do_not_override_exactly_once_settings() {
+        let mut cfg = KafkaConfig::new("127.0.0.1:1", vec!["sensor-readings".into()]);
+        cfg.properties = vec![
+            ("debug".into(), "eos,broker".into()),
+            ("security.protocol".into(), "SASL_SSL".into()),
+            ("isolation.level".into(), "read_uncommitted".into()),
+        ];
+        let inner = inner(cfg);
+        let c = inner.reader_config("g");
+        assert_eq!(c.get("debug"), Some("eos,broker"));
+        assert_eq!(c.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(c.get("bootstrap.servers"), Some("127.0.0.1:1"));
+        assert_eq!(c.get("isolation.level"), Some("read_committed"));
+        assert_eq!(inner.client_config().get("debug"), Some("eos,broker"));
+    }
 }

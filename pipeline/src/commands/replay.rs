@@ -203,11 +203,25 @@ fn copy_inputs(src: &dyn EventLog, dst: &dyn EventLog, cut: u64, progress: bool)
                     batch.iter().map(|r| r.headers.iter().collect()).collect();
                 let mut recs = Vec::with_capacity(batch.len());
                 let mut stop = false;
-                for (r, h) in batch.iter().zip(&headers) {
+                // Offsets must match the source so provenance (topic, partition, offset) does;
+                // the fresh log numbers records from its end without gaps.
+                let first_free = dst.end_offset(t.name(), p)?;
+                for (expected, (r, h)) in (first_free..).zip(batch.iter().zip(&headers)) {
                     off = r.offset + 1;
                     if r.origin >= cut {
                         stop = true;
                         break;
+                    }
+                    if r.offset != expected {
+                        bail!(
+                            "{}/{p}: the source has no record at offset {expected} (the next is at \
+                             {}), and the embedded log numbers records without gaps, so a replay \
+                             could not keep their provenance. Input topics get such gaps from \
+                             transactional producers (transaction markers, aborted records), \
+                             compaction or retention; replaying them is not supported",
+                            t.name(),
+                            r.offset
+                        );
                     }
                     recs.push(NewRecord {
                         key: r.key,
@@ -218,13 +232,7 @@ fn copy_inputs(src: &dyn EventLog, dst: &dyn EventLog, cut: u64, progress: bool)
                     });
                 }
                 if !recs.is_empty() {
-                    // Offsets must match the source so provenance (topic, partition, offset) does.
-                    let res = dst.append(t.name(), p, &recs)?;
-                    let first = batch.iter().next().map(|r| r.offset).unwrap_or(0);
-                    if res.base_offset != first {
-                        bail!("replay of {}/{p} starts at offset {first} but the fresh log assigned {}; \
-                               replaying a log trimmed by retention is not supported", t.name(), res.base_offset);
-                    }
+                    dst.append(t.name(), p, &recs)?;
                     copied += recs.len() as u64;
                     if let Some(pb) = &pb {
                         pb.inc(recs.len() as u64);
