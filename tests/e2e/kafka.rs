@@ -95,6 +95,24 @@ pub(crate) fn read_all(log: &KafkaLog, topic: &str) -> BTreeMap<u32, Vec<Rec>> {
     out
 }
 
+/// Runs `tests/e2e/py/kafka_producer.py` (the Confluent Python client) against
+/// `<prefix>sensor-readings` with `args` after the brokers, topic and registry; asserts it
+/// succeeded and returns its stdout (a JSON summary).
+fn python_producer(kafka: &str, prefix: &str, url: &str, args: &[&str]) -> Vec<u8> {
+    let out = Command::new(python())
+        .arg(repo_root().join("tests/e2e/py/kafka_producer.py"))
+        .args([kafka, &format!("{prefix}sensor-readings"), url])
+        .args(args)
+        .output()
+        .expect("running the Python producer");
+    assert!(
+        out.status.success(),
+        "producer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// `twinline replay --kafka` of the pipeline `common` names (brokers, prefix, registry) into
 /// `out`, with the repository's models; asserts it succeeded and returns its stderr.
 fn replay_kafka(common: &[&str], out: &std::path::Path) -> String {
@@ -195,24 +213,8 @@ fn third_party_producer_to_twin_state_in_the_api_and_poison_to_dead_letters() {
     );
 
     let machine = "EXT-7";
-    let out = Command::new(python())
-        .arg(repo_root().join("tests/e2e/py/kafka_producer.py"))
-        .args([
-            &kafka,
-            &format!("{prefix}sensor-readings"),
-            &url,
-            machine,
-            "30",
-            "1767225600000",
-        ])
-        .output()
-        .expect("running the Python producer");
-    assert!(
-        out.status.success(),
-        "producer failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let produced: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = python_producer(&kafka, &prefix, &url, &[machine, "30", "1767225600000"]);
+    let produced: serde_json::Value = serde_json::from_slice(&out).unwrap();
 
     // The twin state of the machine the third party wrote appears in the API.
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -720,43 +722,15 @@ fn transactional_third_party_producer_committed_records_only_and_the_run_ends_re
     twinline(&args);
     // A transactional producer: one committed transaction, then one aborted, so transaction
     // markers sit among the records and at the end of the partitions.
-    let out = Command::new(python())
-        .arg(repo_root().join("tests/e2e/py/kafka_producer.py"))
-        .args([
-            &kafka,
-            &format!("{prefix}sensor-readings"),
-            &url,
-            "TX-1",
-            "40",
-            "1767225600000",
-            "transactional",
-        ])
-        .output()
-        .expect("running the Python producer");
-    assert!(
-        out.status.success(),
-        "producer failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    python_producer(
+        &kafka,
+        &prefix,
+        &url,
+        &["TX-1", "40", "1767225600000", "transactional"],
     );
     // Plain records of the same machine after the transactions: its partition now has a gap
     // (the markers and the aborted records) between records, not only at its end.
-    let out = Command::new(python())
-        .arg(repo_root().join("tests/e2e/py/kafka_producer.py"))
-        .args([
-            &kafka,
-            &format!("{prefix}sensor-readings"),
-            &url,
-            "TX-1",
-            "5",
-            "1767225660000",
-        ])
-        .output()
-        .expect("running the Python producer");
-    assert!(
-        out.status.success(),
-        "producer failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    python_producer(&kafka, &prefix, &url, &["TX-1", "5", "1767225660000"]);
     // `--until-caught-up` ends although the partitions end with markers, not records.
     let data = dir.path().join("data");
     let mut args = vec!["run", "--until-caught-up", "--data", data.to_str().unwrap()];
