@@ -64,6 +64,10 @@ pub struct DistributedSection {
     /// On Kafka, how long a `twinline run` may be silent (killed, cut off) before the task
     /// group gives its task slots to the other instances.
     pub session_timeout_ms: u32,
+    /// On Kafka, `transaction.timeout.ms` of the transactional producers: the broker aborts a
+    /// transaction open this long, and librdkafka gives up a request to a broker that is away
+    /// after it (default 60 000; the trade-off after broker restarts is in default.toml).
+    pub transaction_timeout_ms: u32,
     /// On Kafka, this instance's stable name in the task group (Kafka static membership,
     /// `group.instance.id`): restarted under the same name, it gets its task slots back at once
     /// instead of after `session_timeout_ms`. Empty: a new member at every start.
@@ -296,6 +300,17 @@ impl Config {
                 "vision.max_batch must be in 1..=4096".into(),
             ));
         }
+        let d = &self.distributed;
+        if u64::from(d.transaction_timeout_ms) <= d.commit_interval_ms.saturating_mul(2)
+            || d.transaction_timeout_ms < 1000
+        {
+            return Err(ConfigError::Invalid(format!(
+                "distributed.transaction_timeout_ms ({}) must be at least 1000 and more than twice \
+                 distributed.commit_interval_ms ({}): a transaction stays open for a commit \
+                 interval and a batch",
+                d.transaction_timeout_ms, d.commit_interval_ms
+            )));
+        }
         self.scheduling
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("scheduling: {e}")))?;
@@ -362,6 +377,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("root"), "{err}");
+    }
+
+    #[test]
+    fn transaction_timeout_must_outlast_the_commit_interval() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            f,
+            "[distributed]\ncommit_interval_ms = 5000\ntransaction_timeout_ms = 8000"
+        )
+        .unwrap();
+        let err = Config::load_with_env(Some(f.path()), false)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("transaction_timeout_ms (8000)"), "{err}");
+        let c = Config::load_with_env(None, false).unwrap();
+        assert_eq!(c.distributed.transaction_timeout_ms, 60_000);
     }
 
     #[test]

@@ -219,6 +219,7 @@ pub fn open_kafka(cfg: &Config) -> Result<Option<Arc<KafkaLog>>> {
     kc.replication = d.replication.max(1);
     kc.session_timeout_ms = d.session_timeout_ms;
     kc.instance_id = d.instance_id.clone();
+    kc.transaction_timeout_ms = d.transaction_timeout_ms;
     kc.properties = d.librdkafka.clone().into_iter().collect();
     let log = KafkaLog::open(kc).with_context(|| format!("connecting to Kafka at {}", d.kafka))?;
     Ok(Some(Arc::new(log)))

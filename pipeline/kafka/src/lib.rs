@@ -89,6 +89,10 @@ pub struct KafkaConfig {
     pub session_timeout_ms: u32,
     /// Static membership in the task group (`group.instance.id`); empty = dynamic.
     pub instance_id: String,
+    /// `transaction.timeout.ms` of the task and sequencer producers: how long the broker lets
+    /// a transaction stay open before it aborts it, and (librdkafka derives them from it) how
+    /// long a queued message or a transactional request may wait for a broker that is away.
+    pub transaction_timeout_ms: u32,
     /// Extra librdkafka properties given to every client this log creates (security, `debug`);
     /// the settings the log needs for correctness are set after them.
     pub properties: Vec<(String, String)>,
@@ -104,6 +108,7 @@ impl KafkaConfig {
             timeout: Duration::from_secs(30),
             session_timeout_ms: 6000,
             instance_id: String::new(),
+            transaction_timeout_ms: 60_000,
             properties: Vec::new(),
         }
     }
@@ -821,5 +826,22 @@ mod tests {
         assert_eq!(c.get("bootstrap.servers"), Some("127.0.0.1:1"));
         assert_eq!(c.get("isolation.level"), Some("read_committed"));
         assert_eq!(inner.client_config().get("debug"), Some("eos,broker"));
+    }
+
+    #[test]
+    fn task_producers_take_the_configured_transaction_timeout() {
+        let mut cfg = KafkaConfig::new("127.0.0.1:1", vec!["sensor-readings".into()]);
+        assert_eq!(cfg.transaction_timeout_ms, 60_000);
+        cfg.prefix = "p.".into();
+        cfg.transaction_timeout_ms = 15_000;
+        // A value among the extra properties does not replace the setting.
+        cfg.properties = vec![("transaction.timeout.ms".into(), "900000".into())];
+        let c = writer::producer_config(&inner(cfg), "partition-2");
+        assert_eq!(c.get("transaction.timeout.ms"), Some("15000"));
+        assert_eq!(
+            c.get("transactional.id"),
+            Some("p.twinline-task-partition-2")
+        );
+        assert_eq!(c.get("enable.idempotence"), Some("true"));
     }
 }

@@ -103,7 +103,10 @@ fn sequence(inner: &Arc<Inner>, stopped: &dyn Fn() -> bool) -> Result<()> {
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "0")
-        .set("transaction.timeout.ms", "60000")
+        .set(
+            "transaction.timeout.ms",
+            inner.cfg.transaction_timeout_ms.to_string(),
+        )
         // Back-to-back transactions: the next one's first send meets the previous one's
         // markers still being written (CONCURRENT_TRANSACTIONS) and is retried after this.
         .set("retry.backoff.ms", "5")

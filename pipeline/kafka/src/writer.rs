@@ -9,7 +9,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tracing::info;
 use twinline_log::{NewRecord, Result, TaskWriter};
 
@@ -24,27 +24,35 @@ pub(crate) struct KafkaTaskWriter {
     in_txn: bool,
 }
 
+/// The settings of task `task`'s transactional producer.
+pub(crate) fn producer_config(inner: &Inner, task: &str) -> ClientConfig {
+    let mut c = inner.client_config();
+    c.set(
+        "transactional.id",
+        inner.topic(&format!("twinline-task-{task}")),
+    )
+    .set("enable.idempotence", "true")
+    .set("acks", "all")
+    .set("linger.ms", "5")
+    .set("compression.type", "lz4")
+    .set("message.max.bytes", "67108864")
+    .set("queue.buffering.max.messages", "1000000")
+    .set(
+        "transaction.timeout.ms",
+        inner.cfg.transaction_timeout_ms.to_string(),
+    )
+    // See the sequencer: back-to-back transactions retry their first send quickly.
+    .set("retry.backoff.ms", "5")
+    .set("retry.backoff.max.ms", "50");
+    c
+}
+
 impl KafkaTaskWriter {
     /// Creates the producer and fences any earlier writer of the same task (its open
     /// transaction is aborted).
     pub(crate) fn open(inner: Arc<Inner>, task: &str) -> Result<KafkaTaskWriter> {
         let timeout = inner.cfg.timeout;
-        let producer: BaseProducer = inner
-            .client_config()
-            .set(
-                "transactional.id",
-                inner.topic(&format!("twinline-task-{task}")),
-            )
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4")
-            .set("message.max.bytes", "67108864")
-            .set("queue.buffering.max.messages", "1000000")
-            .set("transaction.timeout.ms", "60000")
-            // See the sequencer: back-to-back transactions retry their first send quickly.
-            .set("retry.backoff.ms", "5")
-            .set("retry.backoff.max.ms", "50")
+        let producer: BaseProducer = producer_config(&inner, task)
             .create()
             .map_err(|e| broker(format!("creating the producer of task {task}"), e))?;
         producer
@@ -138,7 +146,8 @@ impl TaskWriter for KafkaTaskWriter {
             .map_err(|e| broker("assigning the checkpoints", e))?;
         let mut latest: Option<Vec<u8>> = None;
         // Another task's transaction that is never completed is aborted by the broker after
-        // `transaction.timeout.ms` (60 s, checked every 10 s).
+        // its `transaction.timeout.ms` (`KafkaConfig::transaction_timeout_ms`, 60 s by default;
+        // the broker looks every 10 s).
         let deadline = Instant::now() + self.inner.cfg.timeout.max(Duration::from_secs(90));
         loop {
             match c.poll(Duration::from_millis(50)) {
