@@ -155,6 +155,24 @@ impl Inner {
         c
     }
 
+    /// A transactional producer's settings (the task writers' and the sequencer's): the id
+    /// `id` under the prefix, idempotence, `acks=all`, the configured `transaction.timeout.ms`.
+    pub(crate) fn transactional_config(&self, id: &str) -> ClientConfig {
+        let mut c = self.client_config();
+        c.set("transactional.id", self.topic(id))
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set(
+                "transaction.timeout.ms",
+                self.cfg.transaction_timeout_ms.to_string(),
+            )
+            // Back-to-back transactions: the next one's first send meets the previous one's
+            // markers still being written (CONCURRENT_TRANSACTIONS) and is retried after this.
+            .set("retry.backoff.ms", "5")
+            .set("retry.backoff.max.ms", "50");
+        c
+    }
+
     pub(crate) fn reader_config(&self, group: &str) -> ClientConfig {
         let mut c = self.client_config();
         c.set("group.id", format!("{}{}", self.cfg.prefix, group))
@@ -843,5 +861,14 @@ mod tests {
             Some("p.twinline-task-partition-2")
         );
         assert_eq!(c.get("enable.idempotence"), Some("true"));
+        assert_eq!(c.get("linger.ms"), Some("5"));
+        let s = inner(KafkaConfig {
+            transaction_timeout_ms: 20_000,
+            ..KafkaConfig::new("127.0.0.1:1", vec![])
+        })
+        .transactional_config("twinline-sequencer");
+        assert_eq!(s.get("transaction.timeout.ms"), Some("20000"));
+        assert_eq!(s.get("transactional.id"), Some("twinline-sequencer"));
+        assert_eq!(s.get("acks"), Some("all"));
     }
 }

@@ -98,19 +98,8 @@ fn sequence(inner: &Arc<Inner>, stopped: &dyn Fn() -> bool) -> Result<()> {
     let timeout = inner.cfg.timeout;
     let origins = inner.topic(ORIGINS_TOPIC);
     let producer: BaseProducer = inner
-        .client_config()
-        .set("transactional.id", inner.topic("twinline-sequencer"))
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
+        .transactional_config("twinline-sequencer")
         .set("linger.ms", "0")
-        .set(
-            "transaction.timeout.ms",
-            inner.cfg.transaction_timeout_ms.to_string(),
-        )
-        // Back-to-back transactions: the next one's first send meets the previous one's
-        // markers still being written (CONCURRENT_TRANSACTIONS) and is retried after this.
-        .set("retry.backoff.ms", "5")
-        .set("retry.backoff.max.ms", "50")
         .create()
         .map_err(|e| broker("creating the sequencer's producer", e))?;
     producer

@@ -26,24 +26,11 @@ pub(crate) struct KafkaTaskWriter {
 
 /// The settings of task `task`'s transactional producer.
 pub(crate) fn producer_config(inner: &Inner, task: &str) -> ClientConfig {
-    let mut c = inner.client_config();
-    c.set(
-        "transactional.id",
-        inner.topic(&format!("twinline-task-{task}")),
-    )
-    .set("enable.idempotence", "true")
-    .set("acks", "all")
-    .set("linger.ms", "5")
-    .set("compression.type", "lz4")
-    .set("message.max.bytes", "67108864")
-    .set("queue.buffering.max.messages", "1000000")
-    .set(
-        "transaction.timeout.ms",
-        inner.cfg.transaction_timeout_ms.to_string(),
-    )
-    // See the sequencer: back-to-back transactions retry their first send quickly.
-    .set("retry.backoff.ms", "5")
-    .set("retry.backoff.max.ms", "50");
+    let mut c = inner.transactional_config(&format!("twinline-task-{task}"));
+    c.set("linger.ms", "5")
+        .set("compression.type", "lz4")
+        .set("message.max.bytes", "67108864")
+        .set("queue.buffering.max.messages", "1000000");
     c
 }
 
