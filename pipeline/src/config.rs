@@ -68,6 +68,10 @@ pub struct DistributedSection {
     /// transaction open this long, and librdkafka gives up a request to a broker that is away
     /// after it (default 60 000; the trade-off after broker restarts is in default.toml).
     pub transaction_timeout_ms: u32,
+    /// On Kafka, how long a task's transactional call (handing over its input offsets,
+    /// committing, aborting) may stay unanswered while the broker answers other requests,
+    /// before the task abandons its producer and restarts from its last commit with a new one.
+    pub stalled_call_ms: u64,
     /// On Kafka, this instance's stable name in the task group (Kafka static membership,
     /// `group.instance.id`): restarted under the same name, it gets its task slots back at once
     /// instead of after `session_timeout_ms`. Empty: a new member at every start.
@@ -311,6 +315,13 @@ impl Config {
                 d.transaction_timeout_ms, d.commit_interval_ms
             )));
         }
+        if d.stalled_call_ms < 500 || d.stalled_call_ms >= u64::from(d.transaction_timeout_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "distributed.stalled_call_ms ({}) must be at least 500 and less than \
+                 distributed.transaction_timeout_ms ({})",
+                d.stalled_call_ms, d.transaction_timeout_ms
+            )));
+        }
         self.scheduling
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("scheduling: {e}")))?;
@@ -393,6 +404,32 @@ mod tests {
         assert!(err.contains("transaction_timeout_ms (8000)"), "{err}");
         let c = Config::load_with_env(None, false).unwrap();
         assert_eq!(c.distributed.transaction_timeout_ms, 60_000);
+    }
+
+    #[test]
+    fn stalled_call_must_be_shorter_than_the_transaction_timeout() {
+        for (body, ok) in [
+            (
+                "transaction_timeout_ms = 10000\nstalled_call_ms = 10000",
+                false,
+            ),
+            ("stalled_call_ms = 100", false),
+            (
+                "transaction_timeout_ms = 10000\nstalled_call_ms = 9999",
+                true,
+            ),
+        ] {
+            let mut f = tempfile::NamedTempFile::new().unwrap();
+            writeln!(f, "[distributed]\n{body}").unwrap();
+            let r = Config::load_with_env(Some(f.path()), false);
+            match (r, ok) {
+                (Ok(c), true) => assert_eq!(c.distributed.stalled_call_ms, 9999),
+                (Err(e), false) => assert!(e.to_string().contains("stalled_call_ms"), "{e}"),
+                (r, _) => panic!("{body}: {:?}", r.map(|c| c.distributed.stalled_call_ms)),
+            }
+        }
+        let c = Config::load_with_env(None, false).unwrap();
+        assert_eq!(c.distributed.stalled_call_ms, 3000);
     }
 
     #[test]

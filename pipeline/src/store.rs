@@ -220,6 +220,7 @@ pub fn open_kafka(cfg: &Config) -> Result<Option<Arc<KafkaLog>>> {
     kc.session_timeout_ms = d.session_timeout_ms;
     kc.instance_id = d.instance_id.clone();
     kc.transaction_timeout_ms = d.transaction_timeout_ms;
+    kc.stalled_call = std::time::Duration::from_millis(d.stalled_call_ms);
     kc.properties = d.librdkafka.clone().into_iter().collect();
     let log = KafkaLog::open(kc).with_context(|| format!("connecting to Kafka at {}", d.kafka))?;
     Ok(Some(Arc::new(log)))

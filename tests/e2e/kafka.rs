@@ -10,8 +10,9 @@
 //!   logical offsets (no gap, no duplicate), and every derived record equals, byte for byte, an
 //!   embedded replay of the same input topics (`twinline replay --kafka`), and the Cassandra
 //!   rows equal those of the replay.
-//! - Broker restart: the broker is stopped and started again mid-run; the run recovers by
-//!   itself and its derived topics equal the replay.
+//! - Broker restart: the broker is stopped mid-run and started again 30 s later; the run
+//!   recovers by itself (tasks give up producers whose calls hang after the outage) and its
+//!   derived topics equal the replay.
 //! - Scale-out: two instances in one task group split the task slots; one is killed with -9;
 //!   the other takes its slots over, and the derived topics end up equal to the replay.
 
@@ -647,8 +648,12 @@ fn broker_restart_mid_run_the_pipeline_recovers_by_itself_and_loses_nothing() {
         "the run finished before the broker restarted: give it more input"
     );
 
-    // Stop the broker and start it again (same data): the run is left to recover by itself.
+    // Stop the broker, keep it away 30 s, start it again (same data): the run is left to
+    // recover by itself. An outage this long leaves a task's transactional call (its offsets,
+    // or the abort after them) hanging on a dead connection after the broker is back, which
+    // the task must give up (abandoning the producer) instead of waiting out its timeout.
     let out = Command::new(&restart)
+        .args(["--down", "30"])
         .output()
         .expect("docker/local/restart-kafka");
     assert!(
@@ -682,9 +687,18 @@ fn broker_restart_mid_run_the_pipeline_recovers_by_itself_and_loses_nothing() {
         .lines()
         .filter(|l| l.contains("restarting"))
         .count();
+    let abandoned = run_log()
+        .lines()
+        .filter(|l| l.contains("abandoning the producer"))
+        .count();
+    assert!(
+        abandoned > 0,
+        "no task gave up a hanging call after the outage (the path this test is for):\n{}",
+        run_log()
+    );
     eprintln!(
         "broker back; first new twin state committed {:?} later; run finished {:?} after; \
-         {recovered} component restarts logged",
+         {recovered} component restarts logged, {abandoned} producers abandoned",
         progressed,
         back.elapsed()
     );

@@ -93,6 +93,10 @@ pub struct KafkaConfig {
     /// a transaction stay open before it aborts it, and (librdkafka derives them from it) how
     /// long a queued message or a transactional request may wait for a broker that is away.
     pub transaction_timeout_ms: u32,
+    /// How long a task's transactional call (offsets, commit, abort) may stay unanswered while
+    /// the broker answers metadata requests before the task abandons its producer and restarts
+    /// from its last commit with a new one (see `KafkaTaskWriter::guarded`).
+    pub stalled_call: Duration,
     /// Extra librdkafka properties given to every client this log creates (security, `debug`);
     /// the settings the log needs for correctness are set after them.
     pub properties: Vec<(String, String)>,
@@ -109,6 +113,7 @@ impl KafkaConfig {
             session_timeout_ms: 6000,
             instance_id: String::new(),
             transaction_timeout_ms: 60_000,
+            stalled_call: Duration::from_secs(3),
             properties: Vec::new(),
         }
     }

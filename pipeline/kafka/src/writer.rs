@@ -1,16 +1,17 @@
 //! A task's transactional writer on Kafka: derived records, checkpoint and input offsets in one
 //! transaction per commit (see the crate docs, "Exactly once").
 
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use tracing::info;
+use tracing::{info, warn};
 use twinline_log::{NewRecord, Result, TaskWriter};
 
 use crate::{broker, Inner, CHECKPOINTS_TOPIC, FRONTIERS_TOPIC, ORIGIN_HEADER, SEQ_HEADER};
@@ -18,10 +19,15 @@ use crate::{broker, Inner, CHECKPOINTS_TOPIC, FRONTIERS_TOPIC, ORIGIN_HEADER, SE
 pub(crate) struct KafkaTaskWriter {
     inner: Arc<Inner>,
     task: String,
-    producer: BaseProducer,
+    /// Shared with the helper thread of a blocking transactional call (see
+    /// [`KafkaTaskWriter::guarded`]), which runs while this writer waits for it.
+    producer: Arc<BaseProducer>,
     /// Member of group `twinline-task-<task>`, for `send_offsets_to_transaction` only.
     group: BaseConsumer,
     in_txn: bool,
+    /// Set when a call on `producer` was given up while still running on its helper thread:
+    /// every later call of this writer fails at once (the task reopens a new writer).
+    abandoned: bool,
 }
 
 /// The settings of task `task`'s transactional producer.
@@ -39,9 +45,11 @@ impl KafkaTaskWriter {
     /// transaction is aborted).
     pub(crate) fn open(inner: Arc<Inner>, task: &str) -> Result<KafkaTaskWriter> {
         let timeout = inner.cfg.timeout;
-        let producer: BaseProducer = producer_config(&inner, task)
-            .create()
-            .map_err(|e| broker(format!("creating the producer of task {task}"), e))?;
+        let producer: Arc<BaseProducer> = Arc::new(
+            producer_config(&inner, task)
+                .create()
+                .map_err(|e| broker(format!("creating the producer of task {task}"), e))?,
+        );
         producer
             .init_transactions(timeout)
             .map_err(|e| broker(format!("starting the transactions of task {task}"), e))?;
@@ -59,10 +67,18 @@ impl KafkaTaskWriter {
             producer,
             group,
             in_txn: false,
+            abandoned: false,
         })
     }
 
     fn begin(&mut self) -> Result<()> {
+        if self.abandoned {
+            return Err(broker(
+                format!("task {}", self.task),
+                "this writer's producer was abandoned (a hanging transactional call); reopen \
+                 the writer",
+            ));
+        }
         if !self.in_txn {
             self.producer
                 .begin_transaction()
@@ -91,10 +107,114 @@ impl KafkaTaskWriter {
         }
     }
 
+    /// Runs a blocking transactional call (`what`) of the producer, giving it up when it hangs
+    /// while the broker answers.
+    ///
+    /// After a broker was away for a while, librdkafka can leave such a call waiting on a
+    /// connection that died until the call's own timeout (`KafkaConfig::timeout`, 30 s) runs
+    /// out, even once the broker is back (librdkafka #5511: a request to a stale cached
+    /// coordinator is not re-sent until another broker changes state), although a new producer
+    /// would commit within seconds. A failed offsets call followed by its abort waited twice
+    /// that, about 60 s. So the call runs on a helper thread that owns a handle to the
+    /// producer. Once it has taken a second, the task asks the broker for metadata through a
+    /// client of its own; when the broker has been answering for `KafkaConfig::stalled_call`
+    /// and the call still has not returned, the producer is abandoned as it is: this writer
+    /// never uses it again (no abort: that would be a second transactional call on it), the
+    /// task restarts from its last commit, and the new writer's `init_transactions` under the
+    /// same `transactional.id` fences it and aborts its open transaction. Nothing of the
+    /// abandoned transaction is ever committed. The helper thread ends when the call returns
+    /// (fenced, or at its timeout) and drops the producer then. While the broker is away the
+    /// task waits, as before: a call that goes through by itself once the broker is back (the
+    /// usual case after a plain restart) keeps its transaction.
+    fn guarded(
+        &mut self,
+        what: &'static str,
+        call: impl FnOnce(&BaseProducer) -> KafkaResult<()> + Send + 'static,
+    ) -> std::result::Result<KafkaResult<()>, twinline_log::LogError> {
+        let producer = Arc::clone(&self.producer);
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name(format!("txn-{}", self.task))
+            .spawn(move || {
+                let _ = tx.send(call(&producer));
+            })
+            .map_err(|e| broker(format!("task {} {what}", self.task), e))?;
+        let stall = self.inner.cfg.stalled_call;
+        let started = Instant::now();
+        let mut probe: Option<BaseConsumer> = None;
+        let mut answering_since: Option<Instant> = None;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(200)) {
+                Ok(r) => return Ok(r),
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.abandon();
+                    return Err(broker(
+                        format!("task {} {what}", self.task),
+                        "the call's thread ended without an answer",
+                    ));
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            if started.elapsed() < Duration::from_secs(1) {
+                continue;
+            }
+            if probe.is_none() {
+                probe = Some(
+                    self.inner
+                        .client_config()
+                        .create()
+                        .map_err(|e| broker("creating a broker probe", e))?,
+                );
+            }
+            let topic = self.inner.topic(CHECKPOINTS_TOPIC);
+            let answers = probe.as_ref().is_some_and(|c: &BaseConsumer| {
+                c.fetch_metadata(Some(&topic), Duration::from_millis(500))
+                    .is_ok()
+            });
+            if !answers {
+                answering_since = None;
+                continue;
+            }
+            let since = *answering_since.get_or_insert_with(Instant::now);
+            if since.elapsed() < stall {
+                continue;
+            }
+            self.abandon();
+            let waited_ms = started.elapsed().as_millis() as u64;
+            warn!(
+                task = %self.task,
+                call = what,
+                waited_ms,
+                "the broker answers but this producer's call hangs; abandoning the producer (a \
+                 new one fences it and aborts its transaction)"
+            );
+            return Err(broker(
+                format!("task {} {what}", self.task),
+                format!(
+                    "no answer after {waited_ms} ms, the last {} ms of them with the broker \
+                     answering (distributed.stalled_call_ms); the producer is abandoned and the \
+                     task restarts from its last commit",
+                    stall.as_millis()
+                ),
+            ));
+        }
+    }
+
+    /// This writer gives its producer up: a helper thread may still be in a call on it.
+    fn abandon(&mut self) {
+        self.in_txn = false;
+        self.abandoned = true;
+    }
+
+    /// Aborts the open transaction (if any) after `e`, and returns `e` as the log's error.
     fn fail(&mut self, op: &str, e: KafkaError) -> twinline_log::LogError {
-        if self.in_txn {
-            let _ = self.producer.abort_transaction(self.inner.cfg.timeout);
-            self.in_txn = false;
+        if self.in_txn && !self.abandoned {
+            let timeout = self.inner.cfg.timeout;
+            // A failed abort leaves the transaction to the next writer's fencing.
+            match self.guarded("aborting", move |p| p.abort_transaction(timeout)) {
+                Ok(Ok(())) => self.in_txn = false,
+                Ok(Err(_)) | Err(_) => self.abandon(),
+            }
         }
         broker(format!("task {} {op}", self.task), e)
     }
@@ -238,14 +358,14 @@ impl TaskWriter for KafkaTaskWriter {
             .group
             .group_metadata()
             .ok_or_else(|| broker("committing", "no consumer group metadata"))?;
-        if let Err(e) = self
-            .producer
-            .send_offsets_to_transaction(&tpl, &cgm, timeout)
-        {
+        let sent = self.guarded("sending its input offsets", move |p| {
+            p.send_offsets_to_transaction(&tpl, &cgm, timeout)
+        })?;
+        if let Err(e) = sent {
             return Err(self.fail("sending its input offsets", e));
         }
         crate::drain_deliveries(&self.producer, timeout);
-        if let Err(e) = self.producer.commit_transaction(timeout) {
+        if let Err(e) = self.guarded("committing", move |p| p.commit_transaction(timeout))? {
             return Err(self.fail("committing", e));
         }
         self.in_txn = false;
