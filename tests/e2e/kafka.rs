@@ -687,6 +687,10 @@ fn broker_restart_mid_run_the_pipeline_recovers_by_itself_and_loses_nothing() {
         .lines()
         .filter(|l| l.contains("restarting"))
         .count();
+    assert!(
+        progressed.is_some(),
+        "no new twin state was committed after the broker came back"
+    );
     let abandoned = run_log()
         .lines()
         .filter(|l| l.contains("abandoning the producer"))

@@ -121,11 +121,16 @@ impl KafkaTaskWriter {
     /// and the call still has not returned, the producer is abandoned as it is: this writer
     /// never uses it again (no abort: that would be a second transactional call on it), the
     /// task restarts from its last commit, and the new writer's `init_transactions` under the
-    /// same `transactional.id` fences it and aborts its open transaction. Nothing of the
-    /// abandoned transaction is ever committed. The helper thread ends when the call returns
-    /// (fenced, or at its timeout) and drops the producer then. While the broker is away the
-    /// task waits, as before: a call that goes through by itself once the broker is back (the
-    /// usual case after a plain restart) keeps its transaction.
+    /// same `transactional.id` fences it: an open transaction is aborted, and one whose commit
+    /// had reached the coordinator is completed first. Either way the transaction (records,
+    /// checkpoint, offsets) counts in full or not at all, and the restarted task reads the
+    /// checkpoint that counts. The helper thread ends when the call returns (fenced, or at its
+    /// 30 s timeout) and drops the producer then; so a task holds at most a few abandoned
+    /// producers at once. While the broker is away the task waits, as before: a call that goes
+    /// through by itself once the broker is back (the usual case after a plain restart) keeps
+    /// its transaction. The probe asks for metadata, which any broker of the cluster answers;
+    /// a transaction coordinator that is still loading after a restart can make a healthy call
+    /// slow, and such a call is given up too (a needless restart, nothing lost).
     fn guarded(
         &mut self,
         what: &'static str,
@@ -159,12 +164,9 @@ impl KafkaTaskWriter {
                 continue;
             }
             if probe.is_none() {
-                probe = Some(
-                    self.inner
-                        .client_config()
-                        .create()
-                        .map_err(|e| broker("creating a broker probe", e))?,
-                );
+                // A probe that cannot be created counts as a broker not answering: the call
+                // is still running, so this writer must not return while it may be reused.
+                probe = self.inner.client_config().create().ok();
             }
             let topic = self.inner.topic(CHECKPOINTS_TOPIC);
             let answers = probe.as_ref().is_some_and(|c: &BaseConsumer| {
@@ -186,7 +188,7 @@ impl KafkaTaskWriter {
                 call = what,
                 waited_ms,
                 "the broker answers but this producer's call hangs; abandoning the producer (a \
-                 new one fences it and aborts its transaction)"
+                 new one fences it)"
             );
             return Err(broker(
                 format!("task {} {what}", self.task),

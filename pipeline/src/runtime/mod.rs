@@ -464,7 +464,6 @@ fn run_task(
     let _g = span.enter();
     let mut backoff = Duration::from_millis(100);
     loop {
-        let started = Instant::now();
         match drive_task(a, f, id, until_caught_up, stop, done) {
             Ok(()) => return Ok(()),
             Err(e) => {
@@ -477,10 +476,6 @@ fn run_task(
                 error!(error = %e, "task failed; restarting from its checkpoint");
                 if a.control.shutdown.load(Ordering::Relaxed) {
                     return Err(e.into());
-                }
-                if started.elapsed() > Duration::from_secs(30) {
-                    // It ran for a while: a new failure, not the last one repeating.
-                    backoff = Duration::from_millis(100);
                 }
                 std::thread::sleep(backoff);
                 backoff = (backoff * 2).min(Duration::from_secs(10));
