@@ -237,9 +237,14 @@ pub fn run(mut cfg: Config, args: RunArgs) -> Result<()> {
         let app = twinline_queries::api::app(state);
         let ctl = control.clone();
         let shutdown = async move {
+            // One listener for the whole run: a new `ctrl_c()` per turn of the loop only sees
+            // signals sent after it subscribed, so a Ctrl-C arriving between two turns was lost
+            // (seen once: a pipeline that never stopped after SIGINT, with its handler installed).
+            let ctrl_c = tokio::signal::ctrl_c();
+            tokio::pin!(ctrl_c);
             loop {
                 tokio::select! {
-                    _ = tokio::signal::ctrl_c() => break,
+                    _ = &mut ctrl_c => break,
                     _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
                         let done = if ctl.grouped.load(Ordering::Acquire) {
                             ctl.tasks_done.load(Ordering::Acquire)
