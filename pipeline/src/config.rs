@@ -359,6 +359,13 @@ mod tests {
     use super::*;
     use std::io::Write;
 
+    /// Loads a config file with `body` (no environment).
+    fn load_file(body: &str) -> Result<Config, ConfigError> {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(f, "{body}").unwrap();
+        Config::load_with_env(Some(f.path()), false)
+    }
+
     #[test]
     fn defaults_load() {
         let c = Config::load_with_env(None, false).unwrap();
@@ -368,9 +375,7 @@ mod tests {
 
     #[test]
     fn unknown_key_rejected() {
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        writeln!(f, "[api]\nlisten_typo = \"1.2.3.4:1\"").unwrap();
-        let err = Config::load_with_env(Some(f.path()), false)
+        let err = load_file("[api]\nlisten_typo = \"1.2.3.4:1\"")
             .unwrap_err()
             .to_string();
         assert!(err.contains("listen_typo"), "{err}");
@@ -378,29 +383,20 @@ mod tests {
 
     #[test]
     fn file_overrides_and_bad_role() {
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        writeln!(
-            f,
-            "[log]\npartitions = 8\n[api]\ntokens = [{{ token = \"abcdefgh1\", role = \"root\" }}]"
+        let err = load_file(
+            "[log]\npartitions = 8\n[api]\ntokens = [{ token = \"abcdefgh1\", role = \"root\" }]",
         )
-        .unwrap();
-        let err = Config::load_with_env(Some(f.path()), false)
-            .unwrap_err()
-            .to_string();
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("root"), "{err}");
     }
 
     #[test]
     fn transaction_timeout_must_outlast_the_commit_interval() {
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        writeln!(
-            f,
-            "[distributed]\ncommit_interval_ms = 5000\ntransaction_timeout_ms = 8000"
-        )
-        .unwrap();
-        let err = Config::load_with_env(Some(f.path()), false)
-            .unwrap_err()
-            .to_string();
+        let err =
+            load_file("[distributed]\ncommit_interval_ms = 5000\ntransaction_timeout_ms = 8000")
+                .unwrap_err()
+                .to_string();
         assert!(err.contains("transaction_timeout_ms (8000)"), "{err}");
         let c = Config::load_with_env(None, false).unwrap();
         assert_eq!(c.distributed.transaction_timeout_ms, 60_000);
@@ -419,10 +415,7 @@ mod tests {
                 true,
             ),
         ] {
-            let mut f = tempfile::NamedTempFile::new().unwrap();
-            writeln!(f, "[distributed]\n{body}").unwrap();
-            let r = Config::load_with_env(Some(f.path()), false);
-            match (r, ok) {
+            match (load_file(&format!("[distributed]\n{body}")), ok) {
                 (Ok(c), true) => assert_eq!(c.distributed.stalled_call_ms, 9999),
                 (Err(e), false) => assert!(e.to_string().contains("stalled_call_ms"), "{e}"),
                 (r, _) => panic!("{body}: {:?}", r.map(|c| c.distributed.stalled_call_ms)),
