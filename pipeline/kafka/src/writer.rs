@@ -145,6 +145,7 @@ impl KafkaTaskWriter {
             })
             .map_err(|e| broker(format!("task {} {what}", self.task), e))?;
         let stall = self.inner.cfg.stalled_call;
+        let probe_topic = self.inner.topic(CHECKPOINTS_TOPIC);
         let started = Instant::now();
         let mut probe: Option<BaseConsumer> = None;
         let mut answering_since: Option<Instant> = None;
@@ -168,9 +169,8 @@ impl KafkaTaskWriter {
                 // is still running, so this writer must not return while it may be reused.
                 probe = self.inner.client_config().create().ok();
             }
-            let topic = self.inner.topic(CHECKPOINTS_TOPIC);
             let answers = probe.as_ref().is_some_and(|c: &BaseConsumer| {
-                c.fetch_metadata(Some(&topic), Duration::from_millis(500))
+                c.fetch_metadata(Some(&probe_topic), Duration::from_millis(500))
                     .is_ok()
             });
             if !answers {
