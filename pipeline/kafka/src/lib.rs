@@ -29,6 +29,7 @@
 
 mod frontiers;
 mod group;
+mod guard;
 mod origins;
 mod reader;
 mod sequencer;
@@ -93,9 +94,9 @@ pub struct KafkaConfig {
     /// a transaction stay open before it aborts it, and (librdkafka derives them from it) how
     /// long a queued message or a transactional request may wait for a broker that is away.
     pub transaction_timeout_ms: u32,
-    /// How long a task's transactional call (offsets, commit, abort) may stay unanswered while
-    /// the broker answers metadata requests before the task abandons its producer and restarts
-    /// from its last commit with a new one (see `KafkaTaskWriter::guarded`).
+    /// How long a transactional call of a task or of the sequencer may stay unanswered while
+    /// the broker answers metadata requests, before the producer is abandoned and its owner
+    /// restarts from its last commit with a new one (see the `guard` module).
     pub stalled_call: Duration,
     /// Extra librdkafka properties given to every client this log creates (security, `debug`);
     /// the settings the log needs for correctness are set after them.

@@ -16,8 +16,12 @@ use rdkafka::{Offset, TopicPartitionList};
 use tracing::{info, warn};
 use twinline_log::Result;
 
+use crate::guard::guarded;
 use crate::origins::{Marker, Range};
 use crate::{broker, wait_index, Inner, ORIGINS_TOPIC};
+
+/// Who the sequencer is in the stalled-call guard's messages.
+const WHO: &str = "the sequencer";
 
 /// Reads the origin markers from the beginning and keeps the index current until stopped.
 pub(crate) fn spawn_index_tail(inner: Arc<Inner>) -> Result<JoinHandle<()>> {
@@ -97,11 +101,14 @@ pub(crate) fn spawn_sequencer(inner: Arc<Inner>, stop: Arc<AtomicBool>) -> JoinH
 fn sequence(inner: &Arc<Inner>, stopped: &dyn Fn() -> bool) -> Result<()> {
     let timeout = inner.cfg.timeout;
     let origins = inner.topic(ORIGINS_TOPIC);
-    let producer: BaseProducer = inner
-        .transactional_config("twinline-sequencer")
-        .set("linger.ms", "0")
-        .create()
-        .map_err(|e| broker("creating the sequencer's producer", e))?;
+    // Shared with the helper thread of a guarded call ([`crate::guard`]).
+    let producer: Arc<BaseProducer> = Arc::new(
+        inner
+            .transactional_config("twinline-sequencer")
+            .set("linger.ms", "0")
+            .create()
+            .map_err(|e| broker("creating the sequencer's producer", e))?,
+    );
     producer
         .init_transactions(timeout)
         .map_err(|e| broker("starting the sequencer's transactions", e))?;
@@ -183,15 +190,22 @@ fn sequence(inner: &Arc<Inner>, stopped: &dyn Fn() -> bool) -> Result<()> {
         producer
             .begin_transaction()
             .map_err(|e| broker("sequencer beginning a transaction", e))?;
-        let committed = (|| -> std::result::Result<(), KafkaError> {
-            let rec: BaseRecord<'_, [u8], [u8]> =
-                BaseRecord::to(&origins).partition(0).payload(&value[..]);
-            producer.send(rec).map_err(|(e, _)| e)?;
-            crate::drain_deliveries(&producer, timeout);
-            producer.commit_transaction(timeout)
-        })();
+        let rec: BaseRecord<'_, [u8], [u8]> =
+            BaseRecord::to(&origins).partition(0).payload(&value[..]);
+        let sent = producer.send(rec).map_err(|(e, _)| e);
+        // Delivery, commit and abort wait on the broker: they run under the stalled-call guard,
+        // and a producer it gives up is left to the next session's fencing (the `?`s).
+        let committed = match sent {
+            Ok(()) => guarded(inner, WHO, &producer, "committing a marker", move |p| {
+                crate::drain_deliveries(p, timeout);
+                p.commit_transaction(timeout)
+            })?,
+            Err(e) => Err(e),
+        };
         if let Err(e) = committed {
-            let _ = producer.abort_transaction(timeout);
+            let _ = guarded(inner, WHO, &producer, "aborting", move |p| {
+                p.abort_transaction(timeout)
+            })?;
             return Err(broker("sequencer committing a marker", e));
         }
         tracing::trace!(

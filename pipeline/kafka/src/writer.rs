@@ -1,7 +1,6 @@
 //! A task's transactional writer on Kafka: derived records, checkpoint and input offsets in one
 //! transaction per commit (see the crate docs, "Exactly once").
 
-use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,7 +10,7 @@ use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use tracing::{info, warn};
+use tracing::info;
 use twinline_log::{NewRecord, Result, TaskWriter};
 
 use crate::{broker, Inner, CHECKPOINTS_TOPIC, FRONTIERS_TOPIC, ORIGIN_HEADER, SEQ_HEADER};
@@ -107,99 +106,19 @@ impl KafkaTaskWriter {
         }
     }
 
-    /// Runs a blocking transactional call (`what`) of the producer, giving it up when it hangs
-    /// while the broker answers.
-    ///
-    /// After a broker was away for a while, librdkafka can leave such a call waiting on a
-    /// connection that died until the call's own timeout (`KafkaConfig::timeout`, 30 s) runs
-    /// out, even once the broker is back (librdkafka #5511: a request to a stale cached
-    /// coordinator is not re-sent until another broker changes state), although a new producer
-    /// would commit within seconds. A failed offsets call followed by its abort waited twice
-    /// that, about 60 s. So the call runs on a helper thread that owns a handle to the
-    /// producer. Once it has taken a second, the task asks the broker for metadata through a
-    /// client of its own; when the broker has been answering for `KafkaConfig::stalled_call`
-    /// and the call still has not returned, the producer is abandoned as it is: this writer
-    /// never uses it again (no abort: that would be a second transactional call on it), the
-    /// task restarts from its last commit, and the new writer's `init_transactions` under the
-    /// same `transactional.id` fences it: an open transaction is aborted, and one whose commit
-    /// had reached the coordinator is completed first. Either way the transaction (records,
-    /// checkpoint, offsets) counts in full or not at all, and the restarted task reads the
-    /// checkpoint that counts. The helper thread ends when the call returns (fenced, or at its
-    /// 30 s timeout) and drops the producer then; so a task holds at most a few abandoned
-    /// producers at once. While the broker is away the task waits, as before: a call that goes
-    /// through by itself once the broker is back (the usual case after a plain restart) keeps
-    /// its transaction. The probe asks for metadata, which any broker of the cluster answers;
-    /// a transaction coordinator that is still loading after a restart can make a healthy call
-    /// slow, and such a call is given up too (a needless restart, nothing lost).
+    /// Runs a blocking transactional call (`what`) of the producer through the stalled-call
+    /// guard ([`crate::guard`]); when the guard gives the producer up, so does this writer.
     fn guarded(
         &mut self,
         what: &'static str,
         call: impl FnOnce(&BaseProducer) -> KafkaResult<()> + Send + 'static,
     ) -> std::result::Result<KafkaResult<()>, twinline_log::LogError> {
-        let producer = Arc::clone(&self.producer);
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        std::thread::Builder::new()
-            .name(format!("txn-{}", self.task))
-            .spawn(move || {
-                let _ = tx.send(call(&producer));
-            })
-            .map_err(|e| broker(format!("task {} {what}", self.task), e))?;
-        let stall = self.inner.cfg.stalled_call;
-        let probe_topic = self.inner.topic(CHECKPOINTS_TOPIC);
-        let started = Instant::now();
-        let mut probe: Option<BaseConsumer> = None;
-        let mut answering_since: Option<Instant> = None;
-        loop {
-            match rx.recv_timeout(Duration::from_millis(200)) {
-                Ok(r) => return Ok(r),
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.abandon();
-                    return Err(broker(
-                        format!("task {} {what}", self.task),
-                        "the call's thread ended without an answer",
-                    ));
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-            }
-            if started.elapsed() < Duration::from_secs(1) {
-                continue;
-            }
-            if probe.is_none() {
-                // A probe that cannot be created counts as a broker not answering: the call
-                // is still running, so this writer must not return while it may be reused.
-                probe = self.inner.client_config().create().ok();
-            }
-            let answers = probe.as_ref().is_some_and(|c: &BaseConsumer| {
-                c.fetch_metadata(Some(&probe_topic), Duration::from_millis(500))
-                    .is_ok()
-            });
-            if !answers {
-                answering_since = None;
-                continue;
-            }
-            let since = *answering_since.get_or_insert_with(Instant::now);
-            if since.elapsed() < stall {
-                continue;
-            }
+        let who = format!("task {}", self.task);
+        let r = crate::guard::guarded(&self.inner, &who, &self.producer, what, call);
+        if r.is_err() {
             self.abandon();
-            let waited_ms = started.elapsed().as_millis() as u64;
-            warn!(
-                task = %self.task,
-                call = what,
-                waited_ms,
-                "the broker answers but this producer's call hangs; abandoning the producer (a \
-                 new one fences it)"
-            );
-            return Err(broker(
-                format!("task {} {what}", self.task),
-                format!(
-                    "no answer after {waited_ms} ms, the last {} ms of them with the broker \
-                     answering (distributed.stalled_call_ms); the producer is abandoned and the \
-                     task restarts from its last commit",
-                    stall.as_millis()
-                ),
-            ));
         }
+        r
     }
 
     /// This writer gives its producer up: a helper thread may still be in a call on it.
@@ -366,8 +285,12 @@ impl TaskWriter for KafkaTaskWriter {
         if let Err(e) = sent {
             return Err(self.fail("sending its input offsets", e));
         }
-        crate::drain_deliveries(&self.producer, timeout);
-        if let Err(e) = self.guarded("committing", move |p| p.commit_transaction(timeout))? {
+        // Delivery and commit both wait on the broker, so both run under the guard.
+        let committed = self.guarded("committing", move |p| {
+            crate::drain_deliveries(p, timeout);
+            p.commit_transaction(timeout)
+        })?;
+        if let Err(e) = committed {
             return Err(self.fail("committing", e));
         }
         self.in_txn = false;
