@@ -467,6 +467,20 @@ impl EventLog for EmbeddedLog {
         part.append(&self.inner.clock, &self.inner.config, records)
     }
 
+    fn append_at(
+        &self,
+        topic: &str,
+        partition: u32,
+        offsets: &[u64],
+        records: &[NewRecord<'_>],
+    ) -> Result<AppendResult> {
+        if self.inner.read_only {
+            return Err(LogError::ReadOnly);
+        }
+        let part = self.partition(topic, partition)?;
+        part.append_at(&self.inner.clock, &self.inner.config, offsets, records)
+    }
+
     fn append_ordered(&self, groups: &[OrderedGroup<'_>]) -> Result<Vec<AppendResult>> {
         if self.inner.read_only {
             return Err(LogError::ReadOnly);
@@ -534,7 +548,7 @@ impl EventLog for EmbeddedLog {
         let mut prepared = Vec::with_capacity(groups.len());
         for (i, g) in groups.iter().enumerate() {
             let w = guards[i].as_mut().expect("locked above");
-            prepared.push(parts[i].prepare_append(w, &self.inner.config, g.records)?);
+            prepared.push(parts[i].prepare_append(w, &self.inner.config, g.records, None)?);
         }
         let mut results = Vec::with_capacity(groups.len());
         let mut failure = None;
@@ -548,6 +562,7 @@ impl EventLog for EmbeddedLog {
                     w,
                     &prepared[i].0,
                     g.records,
+                    None,
                     Origins::Reserved { base, seq: g.seq },
                 ) {
                     Ok(r) => results.push(r),

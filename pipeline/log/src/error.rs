@@ -96,7 +96,7 @@ pub enum LogError {
         /// Configured limit.
         max: usize,
     },
-    /// Stored data failed validation (CRC mismatch, inconsistent lengths, offset gap) in a place
+    /// Stored data failed validation (CRC mismatch, inconsistent lengths, offsets not ascending) in a place
     /// recovery does not repair, for example in a sealed segment read after open.
     #[error("corrupt data in {path} at byte {position}: {reason}")]
     Corrupt {

@@ -4,7 +4,8 @@
 //! # Model
 //!
 //! A log holds topics; a topic holds `n` partitions; a partition is a sequence of records addressed
-//! by consecutive offsets from `start_offset` (first retained) to `end_offset` (next to write). A
+//! by ascending offsets from `start_offset` (first retained) to `end_offset` (next to write),
+//! consecutive except where [`EventLog::append_at`] left offsets without records. A
 //! record is `{offset, timestamp, origin, key, value, headers}` (ARCHITECTURE.md "Records and
 //! topics"). Keys are mapped to partitions with Kafka's default partitioner ([`murmur2`]).
 //!
@@ -38,12 +39,16 @@
 //! ```text
 //! u32 len          bytes after this field
 //! u32 crc          CRC32C (Castagnoli) of the 4 len bytes followed by the body
-//! u64 offset       explicit; consecutive within the partition
+//! u64 offset       explicit; ascending within the partition, consecutive except where
+//!                  `append_at` skipped offsets (a copied Kafka topic's offsets without records)
 //! i64 timestamp    event time, Unix ms
 //! u64 origin
 //! u32 key_len, u32 value_len, u16 header_count
 //! key, value, header_count x (u16 name_len, UTF-8 name, u32 value_len, value)
 //! ```
+//!
+//! Offsets skipped by `append_at` exist only in logs written since it was added (replays of Kafka
+//! inputs with such offsets); earlier builds would read the skip as a corrupt frame.
 //!
 //! The `.index` file (written when a segment is sealed) is: magic `TLIX`, `u32` version 1, `u64`
 //! base, `u64` segment size, `u64` next offset, `i64` max timestamp, `u8` has-origin, `u64` max
@@ -59,7 +64,7 @@
 //!   `n` ms (checked on append and by a background thread), or only on `sync`, on segment roll and
 //!   on close. Sealed segments are always synced before their index is written.
 //! - Open (writer): the active (last) segment, and every sealed segment without an index that
-//!   matches its size, is scanned and each frame's CRC, lengths and offset are checked. At the first
+//!   matches its size, is scanned and each frame's CRC, lengths and offset (above its predecessor's) are checked. At the first
 //!   invalid or incomplete frame the file is truncated there (with `tracing::warn!`); later
 //!   segments, which can no longer follow contiguously, are deleted with a warning. Everything
 //!   before the first bad byte is kept.
@@ -236,6 +241,24 @@ pub trait EventLog: Send + Sync {
             .collect()
     }
 
+    /// Appends a non-empty batch to one partition at the given offsets: strictly ascending, the
+    /// first at or past the partition's end. Offsets skipped hold no record, as in a Kafka topic
+    /// written by a transactional producer (markers, aborted records) or compacted; reads step
+    /// over them. For copying such a topic with its offsets (replay). Origins as in
+    /// [`EventLog::append`]. Backends that number records themselves answer
+    /// `LogError::Unsupported`.
+    fn append_at(
+        &self,
+        _topic: &str,
+        _partition: u32,
+        _offsets: &[u64],
+        _records: &[NewRecord<'_>],
+    ) -> Result<AppendResult> {
+        Err(LogError::Unsupported(
+            "appending at given offsets (append_at) is not supported by this log",
+        ))
+    }
+
     /// Replaces `batch` with whole records from `from_offset` on, at most `max_bytes` of encoded
     /// records but always at least one if any exists. `from_offset == end_offset` gives an empty
     /// batch; outside `[start_offset, end_offset]` is `LogError::OffsetOutOfRange`. A read may
@@ -265,7 +288,9 @@ pub trait EventLog: Send + Sync {
     /// The last committed position of a group, if any.
     fn position(&self, group: &str, topic: &str, partition: u32) -> Result<Option<u64>>;
 
-    /// Drops every record at offset `>= end_offset` (recovery of a task's owned outputs).
+    /// Drops every record at offset `>= end_offset` (recovery of a task's owned outputs). The
+    /// end becomes one past the last record kept: `end_offset`, or less where offsets without
+    /// records (`append_at`) come before it.
     /// No reader may be reading the dropped range concurrently. Backends without truncation
     /// (Kafka) return `LogError::Unsupported`.
     fn truncate(&self, topic: &str, partition: u32, end_offset: u64) -> Result<()>;

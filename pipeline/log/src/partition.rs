@@ -173,13 +173,46 @@ impl Partition {
         config: &LogConfig,
         records: &[NewRecord<'_>],
     ) -> Result<AppendResult> {
+        self.append_inner(clock, config, records, None)
+    }
+
+    /// [`Partition::append`] at given offsets (see `EventLog::append_at`).
+    pub fn append_at(
+        &self,
+        clock: &OriginClock,
+        config: &LogConfig,
+        offsets: &[u64],
+        records: &[NewRecord<'_>],
+    ) -> Result<AppendResult> {
+        if offsets.len() != records.len() {
+            return Err(LogError::InvalidArgument(format!(
+                "append_at: {} offsets for {} records",
+                offsets.len(),
+                records.len()
+            )));
+        }
+        self.append_inner(clock, config, records, Some(offsets))
+    }
+
+    fn append_inner(
+        &self,
+        clock: &OriginClock,
+        config: &LogConfig,
+        records: &[NewRecord<'_>],
+        offsets: Option<&[u64]>,
+    ) -> Result<AppendResult> {
         let mut guard = self.writer.lock();
-        let (active, rolled) = self.prepare_append(&mut guard, config, records)?;
+        let (active, rolled) = self.prepare_append(&mut guard, config, records, offsets)?;
         let result = {
             let mut next_origin = clock.next.lock();
             let mut counter = *next_origin;
-            let r =
-                self.write_stamped(&mut guard, &active, records, Origins::Counter(&mut counter))?;
+            let r = self.write_stamped(
+                &mut guard,
+                &active,
+                records,
+                offsets,
+                Origins::Counter(&mut counter),
+            )?;
             *next_origin = counter;
             clock
                 .committed
@@ -190,13 +223,15 @@ impl Partition {
         Ok(result)
     }
 
-    /// Checks a batch and rolls the active segment when the batch does not fit. Caller holds
-    /// `writer` (passed as `w`). Returns the segment to write to and whether it rolled.
+    /// Checks a batch (and its offsets, when given) and rolls the active segment when the batch
+    /// does not fit. Caller holds `writer` (passed as `w`). Returns the segment to write to and
+    /// whether it rolled.
     pub(crate) fn prepare_append(
         &self,
         w: &mut WriterState,
         config: &LogConfig,
         records: &[NewRecord<'_>],
+        offsets: Option<&[u64]>,
     ) -> Result<(Arc<Segment>, bool)> {
         if !self.writable {
             return Err(LogError::ReadOnly);
@@ -227,13 +262,41 @@ impl Partition {
             .active()
             .ok_or_else(|| LogError::InvalidArgument("partition has no active segment".into()))?;
         let mut rolled = false;
-        let (size, count) = {
+        let (size, next) = {
             let m = active.meta.read();
-            (m.size, m.next_offset - active.base_offset)
+            (m.size, m.next_offset)
+        };
+        // One past the batch's last offset.
+        let batch_end = match offsets {
+            None => next + records.len() as u64,
+            Some(offsets) => {
+                let ascending = offsets.windows(2).all(|w| w[0] < w[1]);
+                match (offsets.first(), offsets.last()) {
+                    (Some(&first), Some(&last)) if ascending && first >= next => {
+                        // A new segment starts at `next`: the batch must fit one from there.
+                        if last - next >= u64::from(u32::MAX) {
+                            return Err(LogError::InvalidArgument(format!(
+                                "append_at: offset {last} is too far past the end {next} (more \
+                                 than u32::MAX offsets)"
+                            )));
+                        }
+                        last + 1
+                    }
+                    _ => {
+                        return Err(LogError::InvalidArgument(format!(
+                            "append_at: offsets must be strictly ascending and start at or past \
+                             the end {next} (first {:?}, last {:?})",
+                            offsets.first(),
+                            offsets.last()
+                        )))
+                    }
+                }
+            }
         };
         // A batch never spans segments; a batch larger than segment_bytes gets its own segment.
+        // Relative offsets in the index are u32.
         let too_big = size > 0 && size + batch_bytes > config.segment_bytes;
-        let too_many = count + records.len() as u64 > u64::from(u32::MAX);
+        let too_many = batch_end - active.base_offset > u64::from(u32::MAX);
         if too_big || too_many {
             active = self.roll()?;
             rolled = true;
@@ -248,6 +311,7 @@ impl Partition {
         w: &mut WriterState,
         active: &Segment,
         records: &[NewRecord<'_>],
+        offsets: Option<&[u64]>,
         mut origins: Origins<'_>,
     ) -> Result<AppendResult> {
         let base = active.base_offset;
@@ -264,7 +328,12 @@ impl Partition {
         w.scratch.clear();
         w.pending.clear();
         let mut offset = start_next;
+        let mut first_offset = None;
         for (i, rec) in records.iter().enumerate() {
+            if let Some(offsets) = offsets {
+                offset = offsets[i];
+            }
+            first_offset.get_or_insert(offset);
             let origin = match (&mut origins, rec.origin) {
                 (Origins::Counter(counter), Some(o)) => {
                     **counter = (**counter).max(o.saturating_add(1));
@@ -309,7 +378,7 @@ impl Partition {
         }
         w.dirty = true;
         Ok(AppendResult {
-            base_offset: start_next,
+            base_offset: first_offset.unwrap_or(start_next),
             last_offset: offset - 1,
         })
     }
@@ -486,7 +555,8 @@ impl Partition {
             };
             let mut found = None;
             for_each_frame(&seg, pos, size, off, |frame_pos, frame| {
-                if frame_fixed(frame).0 == end_offset {
+                // The record at `end_offset`, or the first after it when that offset holds none.
+                if frame_fixed(frame).0 >= end_offset {
                     found = Some(frame_pos);
                     false
                 } else {
@@ -496,7 +566,8 @@ impl Partition {
             found.ok_or_else(|| Self::corrupt(&seg, pos, "offset to truncate at not found"))?
         };
         let rebuilt = segment::scan(&seg, SegMeta::empty(seg.base_offset), cut)?;
-        if rebuilt.problem.is_some() || rebuilt.meta.next_offset != end_offset {
+        // The new end is `end_offset`, or less where offsets without records precede it.
+        if rebuilt.problem.is_some() || rebuilt.meta.next_offset > end_offset {
             return Err(Self::corrupt(&seg, cut, "segment prefix failed validation"));
         }
         // Unpublish first so no reader is directed at bytes about to disappear.
@@ -610,6 +681,9 @@ impl Partition {
     }
 }
 
+/// Why a frame whose offset is not above its predecessor's is corrupt.
+const OFFSET_BACKWARDS: &str = "record offset not above its predecessor's";
+
 fn bounds_of(segs: &[Arc<Segment>]) -> (u64, u64) {
     match (segs.first(), segs.last()) {
         (Some(first), Some(last)) => (first.base_offset, last.meta.read().next_offset),
@@ -702,8 +776,9 @@ fn load_segments(topic: &str, id: u32, dir: &Path, writable: bool) -> Result<Vec
     Ok(out)
 }
 
-/// Calls `f(position, frame)` for each frame from `pos` (which holds offset `expect`) up to
-/// `end`, until `f` returns false. Verifies CRCs and offset continuity.
+/// Calls `f(position, frame)` for each frame from `pos` (whose frame has offset `expect` or,
+/// after offsets without records, a later one) up to `end`, until `f` returns false. Verifies
+/// CRCs and that offsets ascend.
 fn for_each_frame(
     seg: &Segment,
     mut pos: u64,
@@ -722,10 +797,11 @@ fn for_each_frame(
             match check_frame(&buf[p..]) {
                 FrameCheck::Complete { total } => {
                     let frame = &buf[p..p + total];
-                    if frame_fixed(frame).0 != expect {
-                        return Err(Partition::corrupt(seg, pos + p as u64, "offset gap"));
+                    let offset = frame_fixed(frame).0;
+                    if offset < expect {
+                        return Err(Partition::corrupt(seg, pos + p as u64, OFFSET_BACKWARDS));
                     }
-                    expect += 1;
+                    expect = offset + 1;
                     if !f(pos + p as u64, frame) {
                         return Ok(());
                     }
@@ -777,10 +853,14 @@ fn read_frames(
             match check_frame(&batch.buf[p..]) {
                 FrameCheck::Complete { total } => {
                     let offset = frame_fixed(&batch.buf[p..p + total]).0;
-                    if offset != expect {
-                        return Err(Partition::corrupt(seg, file_pos + p as u64, "offset gap"));
+                    if offset < expect {
+                        return Err(Partition::corrupt(
+                            seg,
+                            file_pos + p as u64,
+                            OFFSET_BACKWARDS,
+                        ));
                     }
-                    expect += 1;
+                    expect = offset + 1;
                     if offset >= from {
                         if let Some(&first) = batch.starts.first() {
                             if p + total - first > max_bytes {

@@ -67,19 +67,20 @@ impl SegMeta {
         }
     }
 
-    /// Accounts for the next record (`offset == next_offset`) that starts at `size`.
+    /// Accounts for the next record (`offset >= next_offset`: offsets without records may come
+    /// before it) that starts at `size`.
     #[inline]
-    pub fn observe(&mut self, base: u64, total: u64, ts: i64, origin: u64) {
+    pub fn observe(&mut self, base: u64, offset: u64, total: u64, ts: i64, origin: u64) {
         if Self::wants_entry(&self.entries, self.size) {
             self.entries.push(IndexEntry {
-                rel: (self.next_offset - base) as u32,
+                rel: (offset - base) as u32,
                 pos: self.size,
                 max_ts_before: self.max_ts,
             });
         }
         self.max_ts = self.max_ts.max(ts);
         self.max_origin = Some(self.max_origin.map_or(origin, |o| o.max(origin)));
-        self.next_offset += 1;
+        self.next_offset = offset + 1;
         self.size += total;
     }
 
@@ -185,7 +186,7 @@ impl Segment {
 pub(crate) struct ScanOutcome {
     /// Metadata covering every valid record from the start state up to `meta.size`.
     pub meta: SegMeta,
-    /// Why the scan stopped before the end of the file, if it did (torn tail, bad CRC, offset gap).
+    /// Why the scan stopped before the end of the file, if it did (torn tail, bad CRC, offset not ascending).
     pub problem: Option<&'static str>,
 }
 
@@ -205,10 +206,12 @@ pub(crate) fn scan(seg: &Segment, start: SegMeta, file_len: u64) -> Result<ScanO
         match check_frame(&buf[p..]) {
             FrameCheck::Complete { total } => {
                 let (offset, ts, origin) = frame_fixed(&buf[p..p + total]);
-                if offset != meta.next_offset {
-                    break Some("record offset does not follow its predecessor");
+                // Ascending; a skip is offsets without records (`EventLog::append_at`). The
+                // relative offset must fit the index's u32.
+                if offset < meta.next_offset || offset - base > u64::from(u32::MAX) {
+                    break Some("record offset not above its predecessor's");
                 }
-                meta.observe(base, total as u64, ts, origin);
+                meta.observe(base, offset, total as u64, ts, origin);
                 p += total;
             }
             FrameCheck::Incomplete { needed } => {
@@ -312,7 +315,9 @@ pub(crate) fn read_index(seg: &Segment, file_len: u64) -> Option<SegMeta> {
     let in_range = entries
         .iter()
         .all(|e| e.pos < size.max(1) && seg.base_offset + u64::from(e.rel) < next_offset.max(1));
-    let starts_at_zero = entries.first().is_none_or(|e| e.rel == 0 && e.pos == 0);
+    // The first record is at position 0; its offset is the base unless offsets without records
+    // came first (`EventLog::append_at`).
+    let starts_at_zero = entries.first().is_none_or(|e| e.pos == 0);
     if !ordered || !in_range || !starts_at_zero || (entries.is_empty() != (size == 0)) {
         return None;
     }

@@ -988,3 +988,186 @@ fn append_ordered_refuses_bad_sequences_and_writes_nothing() {
     assert_eq!(log.end_offset("a", 0).unwrap(), 0);
     assert_eq!(log.end_offset("a", 1).unwrap(), 0);
 }
+
+/// Every record of `topic/p` from `from`, however its offsets are spaced (`append_at`).
+fn read_sparse(log: &dyn EventLog, topic: &str, p: u32, from: u64, max_bytes: usize) -> Vec<Rec> {
+    let mut batch = ReadBatch::new();
+    let mut out: Vec<Rec> = Vec::new();
+    let mut next = from;
+    loop {
+        log.read(topic, p, next, max_bytes, &mut batch).unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for r in batch.iter() {
+            assert!(
+                r.offset >= next,
+                "offsets must ascend: {} after {next}",
+                r.offset
+            );
+            next = r.offset + 1;
+            out.push(Rec {
+                offset: r.offset,
+                timestamp: r.timestamp,
+                origin: r.origin,
+                key: r.key.to_vec(),
+                value: r.value.to_vec(),
+                headers: Vec::new(),
+            });
+        }
+        assert_eq!(batch.next_offset(), Some(next));
+    }
+    assert_eq!(next, log.end_offset(topic, p).unwrap());
+    out
+}
+
+#[test]
+fn append_at_keeps_offsets_without_records_through_rolls_reopen_and_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let pdir = dir.path().join("t/0");
+    let mut g = Gen(0xfeed);
+    let mut written: Vec<Rec> = Vec::new();
+    {
+        let log = EmbeddedLog::open(dir.path(), small_config()).unwrap();
+        log.create_topic("t", 1).unwrap();
+        // The first record is not at offset 0, and most batches start after a skip.
+        let mut next = 3u64;
+        for b in 0..60u64 {
+            let n = 1 + g.below(8) as usize;
+            let mut offsets = Vec::new();
+            let owned: Vec<(Vec<u8>, Vec<u8>, i64)> = (0..n)
+                .map(|i| {
+                    offsets.push(next);
+                    next += 1 + g.below(4);
+                    let value = vec![(b as u8).wrapping_add(i as u8); 90 + g.below(40) as usize];
+                    (
+                        format!("k{b}").into_bytes(),
+                        value,
+                        1_000 + g.below(500) as i64,
+                    )
+                })
+                .collect();
+            let recs: Vec<NewRecord<'_>> = owned
+                .iter()
+                .map(|(k, v, ts)| NewRecord::new(k, v, *ts).with_origin(b * 100 + 7))
+                .collect();
+            let r = log.append_at("t", 0, &offsets, &recs).unwrap();
+            assert_eq!(
+                (r.base_offset, r.last_offset),
+                (offsets[0], *offsets.last().unwrap())
+            );
+            for ((k, v, ts), o) in owned.into_iter().zip(offsets) {
+                written.push(Rec {
+                    offset: o,
+                    timestamp: ts,
+                    origin: b * 100 + 7,
+                    key: k,
+                    value: v,
+                    headers: Vec::new(),
+                });
+            }
+            next += g.below(3);
+        }
+        assert!(segment_files(&pdir).len() > 5, "segments should roll");
+        let end = written.last().unwrap().offset + 1;
+        assert_eq!(log.end_offset("t", 0).unwrap(), end);
+        assert_eq!(log.start_offset("t", 0).unwrap(), 0);
+        for max_bytes in [1, 300, 4096] {
+            assert_eq!(read_sparse(&log, "t", 0, 0, max_bytes), written);
+        }
+        // A read from any offset, a skipped one included, starts at the first record at or
+        // after it.
+        let mut batch = ReadBatch::new();
+        for from in 0..end {
+            log.read("t", 0, from, 200, &mut batch).unwrap();
+            let want = written.iter().find(|r| r.offset >= from).unwrap();
+            assert_eq!(
+                batch.get(0).map(|r| r.offset),
+                Some(want.offset),
+                "from {from}"
+            );
+        }
+        for ts in [999i64, 1_100, 1_250, 1_499, 1_500] {
+            let brute = written.iter().find(|r| r.timestamp >= ts).map(|r| r.offset);
+            assert_eq!(
+                log.offset_for_timestamp("t", 0, ts).unwrap(),
+                brute,
+                "ts {ts}"
+            );
+        }
+        // Offsets at or below the end, not ascending, or not one per record are refused, and
+        // nothing is written.
+        let one = [NewRecord::new(b"k", b"v", 1)];
+        let two = [NewRecord::new(b"k", b"v", 1), NewRecord::new(b"k", b"w", 1)];
+        for (offsets, recs) in [
+            (vec![end - 1], &one[..]),
+            (vec![end + 5, end + 5], &two[..]),
+            (vec![end + 6, end + 5], &two[..]),
+            (vec![end], &two[..]),
+            (vec![end + u64::from(u32::MAX)], &one[..]),
+        ] {
+            assert!(
+                matches!(
+                    log.append_at("t", 0, &offsets, recs),
+                    Err(LogError::InvalidArgument(_))
+                ),
+                "{offsets:?} accepted"
+            );
+        }
+        assert_eq!(log.end_offset("t", 0).unwrap(), end);
+        // A plain append continues at the end.
+        let r = log
+            .append("t", 0, &[NewRecord::new(b"k", b"last", 2_000)])
+            .unwrap();
+        assert_eq!(r.base_offset, end);
+        written.push(Rec {
+            offset: end,
+            timestamp: 2_000,
+            origin: read_sparse(&log, "t", 0, end, 100)[0].origin,
+            key: b"k".to_vec(),
+            value: b"last".to_vec(),
+            headers: Vec::new(),
+        });
+    }
+    // Read-only, a reopened writer (sealed segments from their index files), and one that has
+    // to scan every segment (index files removed) all see the same records at the same offsets.
+    let ro = EmbeddedLog::open_read_only(dir.path()).unwrap();
+    assert_eq!(read_sparse(&ro, "t", 0, 0, 4096), written);
+    drop(ro);
+    {
+        let log = EmbeddedLog::open(dir.path(), small_config()).unwrap();
+        assert_eq!(read_sparse(&log, "t", 0, 0, 777), written);
+    }
+    for f in fs::read_dir(&pdir).unwrap() {
+        let path = f.unwrap().path();
+        if path.extension().is_some_and(|e| e == "index") {
+            fs::remove_file(path).unwrap();
+        }
+    }
+    let log = EmbeddedLog::open(dir.path(), small_config()).unwrap();
+    assert_eq!(read_sparse(&log, "t", 0, 0, 4096), written);
+    // Truncating at a record keeps everything before it.
+    let cut = written[written.len() / 2].offset;
+    log.truncate("t", 0, cut)
+        .unwrap_or_else(|e| panic!("truncate at {cut}: {e}"));
+    let kept: Vec<Rec> = written.iter().filter(|r| r.offset < cut).cloned().collect();
+    assert_eq!(read_sparse(&log, "t", 0, 0, 4096), kept);
+    // The end is one past the last record kept (below `cut` where a skip precedes it).
+    assert_eq!(
+        log.end_offset("t", 0).unwrap(),
+        kept.last().unwrap().offset + 1
+    );
+    // Truncating at an offset that holds no record drops the records after it; the end is one
+    // past the last record kept.
+    let skipped = (1..kept.len())
+        .find(|&i| kept[i].offset > kept[i - 1].offset + 1)
+        .expect("a skip among the kept records");
+    let at = kept[skipped].offset - 1;
+    log.truncate("t", 0, at)
+        .unwrap_or_else(|e| panic!("truncate at {at}: {e}"));
+    assert_eq!(read_sparse(&log, "t", 0, 0, 4096), kept[..skipped].to_vec());
+    assert_eq!(
+        log.end_offset("t", 0).unwrap(),
+        kept[skipped - 1].offset + 1
+    );
+}

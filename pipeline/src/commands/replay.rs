@@ -202,27 +202,18 @@ fn copy_inputs(src: &dyn EventLog, dst: &dyn EventLog, cut: u64, progress: bool)
                 let headers: Vec<Vec<(&str, &[u8])>> =
                     batch.iter().map(|r| r.headers.iter().collect()).collect();
                 let mut recs = Vec::with_capacity(batch.len());
+                let mut offsets = Vec::with_capacity(batch.len());
                 let mut stop = false;
-                // Offsets must match the source so provenance (topic, partition, offset) does;
-                // the fresh log numbers records from its end without gaps.
-                let first_free = dst.end_offset(t.name(), p)?;
-                for (expected, (r, h)) in (first_free..).zip(batch.iter().zip(&headers)) {
+                // Records keep their source offsets, so provenance (topic, partition, offset)
+                // does; offsets without records (transaction markers, aborted records,
+                // compaction, retention) stay without records in the copy.
+                for (r, h) in batch.iter().zip(&headers) {
                     off = r.offset + 1;
                     if r.origin >= cut {
                         stop = true;
                         break;
                     }
-                    if r.offset != expected {
-                        bail!(
-                            "{}/{p}: the source has no record at offset {expected} (the next is at \
-                             {}), and the embedded log numbers records without gaps, so a replay \
-                             could not keep their provenance. Input topics get such gaps from \
-                             transactional producers (transaction markers, aborted records), \
-                             compaction or retention; replaying them is not supported",
-                            t.name(),
-                            r.offset
-                        );
-                    }
+                    offsets.push(r.offset);
                     recs.push(NewRecord {
                         key: r.key,
                         value: r.value,
@@ -232,7 +223,7 @@ fn copy_inputs(src: &dyn EventLog, dst: &dyn EventLog, cut: u64, progress: bool)
                     });
                 }
                 if !recs.is_empty() {
-                    dst.append(t.name(), p, &recs)?;
+                    dst.append_at(t.name(), p, &offsets, &recs)?;
                     copied += recs.len() as u64;
                     if let Some(pb) = &pb {
                         pb.inc(recs.len() as u64);
