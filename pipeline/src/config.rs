@@ -69,9 +69,9 @@ pub struct DistributedSection {
     /// after it (default 60 000; the trade-off after broker restarts is in default.toml).
     pub transaction_timeout_ms: u32,
     /// On Kafka, how long a transactional call of a task or of the sequencer (handing over input
-    /// offsets, delivering and committing, aborting) may stay unanswered while the broker
-    /// answers other requests, before the producer is abandoned and its owner restarts from its
-    /// last commit with a new one.
+    /// offsets, committing, aborting) may stay unanswered while the broker answers other
+    /// requests, before the producer is abandoned and its owner restarts from its last commit
+    /// with a new one.
     pub stalled_call_ms: u64,
     /// On Kafka, this instance's stable name in the task group (Kafka static membership,
     /// `group.instance.id`): restarted under the same name, it gets its task slots back at once

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use twinline_tests::{free_port, http_request, sql_rows, twinline, Server};
+use twinline_tests::{free_port, http_request, sql_rows, twinline, twinline_env, Server};
 
 const WRITER: &str = "sched-writer";
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
@@ -289,17 +289,21 @@ fn fault_moves_planned_work_off_the_machine_and_everyone_sees_it() {
     }
     server.stop();
 
-    // 6. A replay derives the same plans, byte for byte.
+    // 6. A replay derives the same plans, byte for byte (with the run's models: none, so no
+    // dispatching policy, whatever TWINLINE_MODELS__DIR the test itself was started with).
     let replayed = tmp.path().join("replayed");
-    let out = twinline(&[
-        "--config",
-        config.to_str().unwrap(),
-        "replay",
-        "--data",
-        data.to_str().unwrap(),
-        "--out",
-        replayed.to_str().unwrap(),
-    ]);
+    let out = twinline_env(
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "replay",
+            "--data",
+            data.to_str().unwrap(),
+            "--out",
+            replayed.to_str().unwrap(),
+        ],
+        &[("TWINLINE_MODELS__DIR", empty_models.to_str().unwrap())],
+    );
     assert!(
         out.status.success(),
         "{}",

@@ -49,7 +49,7 @@ pub(crate) fn guarded(
     let held = Arc::clone(producer);
     let (tx, rx) = std::sync::mpsc::sync_channel(1);
     std::thread::Builder::new()
-        .name("txn-call".into())
+        .name(format!("txn-{who}"))
         .spawn(move || {
             let _ = tx.send(call(&held));
         })

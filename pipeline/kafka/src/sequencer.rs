@@ -193,13 +193,16 @@ fn sequence(inner: &Arc<Inner>, stopped: &dyn Fn() -> bool) -> Result<()> {
         let rec: BaseRecord<'_, [u8], [u8]> =
             BaseRecord::to(&origins).partition(0).payload(&value[..]);
         let sent = producer.send(rec).map_err(|(e, _)| e);
-        // Delivery, commit and abort wait on the broker: they run under the stalled-call guard,
-        // and a producer it gives up is left to the next session's fencing (the `?`s).
+        // Commit and abort run under the stalled-call guard (deliveries are waited for first,
+        // as in the task writer), and a producer it gives up is left to the next session's
+        // fencing (the `?`s).
         let committed = match sent {
-            Ok(()) => guarded(inner, WHO, &producer, "committing a marker", move |p| {
-                crate::drain_deliveries(p, timeout);
-                p.commit_transaction(timeout)
-            })?,
+            Ok(()) => {
+                crate::drain_deliveries(&producer, timeout);
+                guarded(inner, WHO, &producer, "committing a marker", move |p| {
+                    p.commit_transaction(timeout)
+                })?
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = committed {

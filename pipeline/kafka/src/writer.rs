@@ -285,12 +285,12 @@ impl TaskWriter for KafkaTaskWriter {
         if let Err(e) = sent {
             return Err(self.fail("sending its input offsets", e));
         }
-        // Delivery and commit both wait on the broker, so both run under the guard.
-        let committed = self.guarded("committing", move |p| {
-            crate::drain_deliveries(p, timeout);
-            p.commit_transaction(timeout)
-        })?;
-        if let Err(e) = committed {
+        // Deliveries are waited for here, not under the guard: a large backlog that is being
+        // delivered slowly is progress, not a stalled call, and a producer is only given up
+        // with nothing of this transaction still on its way to the broker (a produce request
+        // of a given-up producer landing late could leave a transaction open on a partition).
+        crate::drain_deliveries(&self.producer, timeout);
+        if let Err(e) = self.guarded("committing", move |p| p.commit_transaction(timeout))? {
             return Err(self.fail("committing", e));
         }
         self.in_txn = false;

@@ -29,7 +29,7 @@
 //! <root>/.lock                         flock held by the writer process (fs2)
 //! <root>/topics.json                   {"version":1,"topics":{"<name>":{"partitions":N}}}
 //!                                      replaced atomically (temp, fsync, rename, fsync dir)
-//! <root>/<topic>/<partition>/<base:020>.log    segment: record frames, first offset = base
+//! <root>/<topic>/<partition>/<base:020>.log    segment: record frames, first at offset >= base
 //! <root>/<topic>/<partition>/<base:020>.index  sparse index of a sealed segment (optional)
 //! <root>/_positions/<group %-escaped>/<topic>.<partition>   u64 LE offset + CRC32C, atomic
 //! ```

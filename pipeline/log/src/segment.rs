@@ -191,7 +191,7 @@ pub(crate) struct ScanOutcome {
 }
 
 /// Scans `seg` from the state `start` (whose `size` is where scanning begins and whose
-/// `next_offset` is the offset expected there) up to `file_len`, validating every frame.
+/// `next_offset` is the lowest offset a record there may have) up to `file_len`, validating every frame.
 pub(crate) fn scan(seg: &Segment, start: SegMeta, file_len: u64) -> Result<ScanOutcome> {
     let base = seg.base_offset;
     let mut meta = start;
@@ -208,8 +208,11 @@ pub(crate) fn scan(seg: &Segment, start: SegMeta, file_len: u64) -> Result<ScanO
                 let (offset, ts, origin) = frame_fixed(&buf[p..p + total]);
                 // Ascending; a skip is offsets without records (`EventLog::append_at`). The
                 // relative offset must fit the index's u32.
-                if offset < meta.next_offset || offset - base > u64::from(u32::MAX) {
+                if offset < meta.next_offset {
                     break Some("record offset not above its predecessor's");
+                }
+                if offset - base > u64::from(u32::MAX) {
+                    break Some("record offset too far past the segment base");
                 }
                 meta.observe(base, offset, total as u64, ts, origin);
                 p += total;
