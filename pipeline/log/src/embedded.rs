@@ -464,7 +464,7 @@ impl EventLog for EmbeddedLog {
             return Err(LogError::ReadOnly);
         }
         let part = self.partition(topic, partition)?;
-        part.append(&self.inner.clock, &self.inner.config, records)
+        part.append(&self.inner.clock, &self.inner.config, records, None)
     }
 
     fn append_at(
@@ -478,7 +478,12 @@ impl EventLog for EmbeddedLog {
             return Err(LogError::ReadOnly);
         }
         let part = self.partition(topic, partition)?;
-        part.append_at(&self.inner.clock, &self.inner.config, offsets, records)
+        part.append(
+            &self.inner.clock,
+            &self.inner.config,
+            records,
+            Some(offsets),
+        )
     }
 
     fn append_ordered(&self, groups: &[OrderedGroup<'_>]) -> Result<Vec<AppendResult>> {

@@ -96,8 +96,8 @@ pub enum LogError {
         /// Configured limit.
         max: usize,
     },
-    /// Stored data failed validation (CRC mismatch, inconsistent lengths, offsets not ascending) in a place
-    /// recovery does not repair, for example in a sealed segment read after open.
+    /// Stored data failed validation (CRC mismatch, inconsistent lengths, offsets not ascending)
+    /// in a place recovery does not repair, for example in a sealed segment read after open.
     #[error("corrupt data in {path} at byte {position}: {reason}")]
     Corrupt {
         /// Segment or metadata file.

@@ -64,8 +64,9 @@
 //!   `n` ms (checked on append and by a background thread), or only on `sync`, on segment roll and
 //!   on close. Sealed segments are always synced before their index is written.
 //! - Open (writer): the active (last) segment, and every sealed segment without an index that
-//!   matches its size, is scanned and each frame's CRC, lengths and offset (above its predecessor's) are checked. At the first
-//!   invalid or incomplete frame the file is truncated there (with `tracing::warn!`); later
+//!   matches its size, is scanned and each frame's CRC, lengths and offset (above its
+//!   predecessor's) are checked. At the first invalid or incomplete frame the file is truncated
+//!   there (with `tracing::warn!`); later
 //!   segments, which can no longer follow contiguously, are deleted with a warning. Everything
 //!   before the first bad byte is kept.
 //! - Open read-only: the same scan, but nothing is modified; an invalid tail is ignored and reads

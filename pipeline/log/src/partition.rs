@@ -18,7 +18,9 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::error::{LogError, Result};
 use crate::record::{check_frame, encode_into, frame_fixed, FrameCheck, NewRecord, ReadBatch};
-use crate::segment::{self, index_path, IndexEntry, SegMeta, Segment, INDEX_INTERVAL};
+use crate::segment::{
+    self, index_path, IndexEntry, SegMeta, Segment, INDEX_INTERVAL, OFFSET_BACKWARDS,
+};
 use crate::{AppendResult, FsyncPolicy, LogConfig};
 
 /// Extra bytes read before the requested offset: the nearest index entry is at most about
@@ -167,34 +169,9 @@ impl Partition {
 
     // ---- append ---------------------------------------------------------------------------------
 
+    /// Appends `records`, numbered from the end, or at `offsets` when given (see
+    /// `EventLog::append_at`).
     pub fn append(
-        &self,
-        clock: &OriginClock,
-        config: &LogConfig,
-        records: &[NewRecord<'_>],
-    ) -> Result<AppendResult> {
-        self.append_inner(clock, config, records, None)
-    }
-
-    /// [`Partition::append`] at given offsets (see `EventLog::append_at`).
-    pub fn append_at(
-        &self,
-        clock: &OriginClock,
-        config: &LogConfig,
-        offsets: &[u64],
-        records: &[NewRecord<'_>],
-    ) -> Result<AppendResult> {
-        if offsets.len() != records.len() {
-            return Err(LogError::InvalidArgument(format!(
-                "append_at: {} offsets for {} records",
-                offsets.len(),
-                records.len()
-            )));
-        }
-        self.append_inner(clock, config, records, Some(offsets))
-    }
-
-    fn append_inner(
         &self,
         clock: &OriginClock,
         config: &LogConfig,
@@ -270,6 +247,13 @@ impl Partition {
         let batch_end = match offsets {
             None => next + records.len() as u64,
             Some(offsets) => {
+                if offsets.len() != records.len() {
+                    return Err(LogError::InvalidArgument(format!(
+                        "append_at: {} offsets for {} records",
+                        offsets.len(),
+                        records.len()
+                    )));
+                }
                 let ascending = offsets.windows(2).all(|w| w[0] < w[1]);
                 match (offsets.first(), offsets.last()) {
                     (Some(&first), Some(&last)) if ascending && first >= next => {
@@ -327,13 +311,12 @@ impl Partition {
         };
         w.scratch.clear();
         w.pending.clear();
+        let first_offset = offsets.map_or(start_next, |o| o[0]);
         let mut offset = start_next;
-        let mut first_offset = None;
         for (i, rec) in records.iter().enumerate() {
             if let Some(offsets) = offsets {
                 offset = offsets[i];
             }
-            first_offset.get_or_insert(offset);
             let origin = match (&mut origins, rec.origin) {
                 (Origins::Counter(counter), Some(o)) => {
                     **counter = (**counter).max(o.saturating_add(1));
@@ -378,7 +361,7 @@ impl Partition {
         }
         w.dirty = true;
         Ok(AppendResult {
-            base_offset: first_offset.unwrap_or(start_next),
+            base_offset: first_offset,
             last_offset: offset - 1,
         })
     }
@@ -680,9 +663,6 @@ impl Partition {
         Ok(max_seen)
     }
 }
-
-/// Why a frame whose offset is not above its predecessor's is corrupt.
-const OFFSET_BACKWARDS: &str = "record offset not above its predecessor's";
 
 fn bounds_of(segs: &[Arc<Segment>]) -> (u64, u64) {
     match (segs.first(), segs.last()) {

@@ -15,6 +15,9 @@ use crate::record::{check_frame, frame_fixed, FrameCheck};
 /// previous entry, so finding an offset or a time reads at most ~this much extra.
 pub(crate) const INDEX_INTERVAL: u64 = 4096;
 
+/// Why a frame whose offset is not above its predecessor's is corrupt (recovery and reads).
+pub(crate) const OFFSET_BACKWARDS: &str = "record offset not above its predecessor's";
+
 /// Chunk size of the sequential recovery scan.
 const SCAN_CHUNK: usize = 1 << 20;
 
@@ -186,12 +189,14 @@ impl Segment {
 pub(crate) struct ScanOutcome {
     /// Metadata covering every valid record from the start state up to `meta.size`.
     pub meta: SegMeta,
-    /// Why the scan stopped before the end of the file, if it did (torn tail, bad CRC, offset not ascending).
+    /// Why the scan stopped before the end of the file, if it did (torn tail, bad CRC, offsets
+    /// not ascending).
     pub problem: Option<&'static str>,
 }
 
 /// Scans `seg` from the state `start` (whose `size` is where scanning begins and whose
-/// `next_offset` is the lowest offset a record there may have) up to `file_len`, validating every frame.
+/// `next_offset` is the lowest offset a record there may have) up to `file_len`, validating
+/// every frame.
 pub(crate) fn scan(seg: &Segment, start: SegMeta, file_len: u64) -> Result<ScanOutcome> {
     let base = seg.base_offset;
     let mut meta = start;
@@ -209,7 +214,7 @@ pub(crate) fn scan(seg: &Segment, start: SegMeta, file_len: u64) -> Result<ScanO
                 // Ascending; a skip is offsets without records (`EventLog::append_at`). The
                 // relative offset must fit the index's u32.
                 if offset < meta.next_offset {
-                    break Some("record offset not above its predecessor's");
+                    break Some(OFFSET_BACKWARDS);
                 }
                 if offset - base > u64::from(u32::MAX) {
                     break Some("record offset too far past the segment base");
