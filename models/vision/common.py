@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from generate import RANDOMISATION, make_split
+from generate import RANDOMISATION, SPLITS, make_split
 from preprocess import CLASS_NAMES, INPUT_SIZE, batch_u8_to_tensor
 
 HERE = Path(__file__).resolve().parent
@@ -24,7 +25,9 @@ def split_data(split: str, n: int):
     CACHE.mkdir(parents=True, exist_ok=True)
     proc, dist = RANDOMISATION.get(split, (0.0, 0.0))
     suffix = f"_p{proc}_d{dist}" if (proc, dist) != (0.0, 0.0) else ""
-    f = CACHE / f"{split}_{n}{suffix}.npz"
+    # the split's backgrounds are part of the key: a cache made with another list is not reused
+    backgrounds = hashlib.sha1(",".join(SPLITS[split]).encode()).hexdigest()[:8]
+    f = CACHE / f"{split}_{n}{suffix}_{backgrounds}.npz"
     if f.exists():
         z = np.load(f)
         return z["images"], z["cls"], z["box"], z["bg"]

@@ -8,7 +8,8 @@ classified defects, per-background macro F1, and latency at batch 1 and 32 on 2 
 Also writes the evaluation subset for the Rust reproduction test (first 300 test images):
 eval_subset_images.u8 (raw uint8 [300,64,64], row-major) and eval_subset.json (true classes,
 true boxes (null for none), both models' class_probs and bbox, and the subset metrics), and
-eval_results.json.
+eval_results.json; and how many images of the simulator's library (simset/, as committed) each
+model labels right.
 
     .venv/bin/python models/vision/evaluate.py
 """
@@ -21,8 +22,9 @@ import json
 import numpy as np
 
 from common import HERE, N_TEST, latency, ort_predict, ort_session, split_data
-from generate import BACKGROUNDS
+from generate import BACKGROUNDS, SPLITS
 from metrics import compute
+from preprocess import load_grey
 
 N_SUBSET = 300
 
@@ -52,6 +54,13 @@ def main() -> None:
         subset[f"{name}_bbox"] = boxes[:N_SUBSET].astype(np.float32)
         print(name, json.dumps({k: r[k] for k in ("accuracy", "macro_f1_defects", "auroc", "mean_iou")}),
               json.dumps(r["latency_2_threads"]), flush=True)
+    sim = json.loads((HERE / "simset" / "labels.json").read_text())["images"]
+    sim_x = np.stack([load_grey(HERE / "simset" / e["file"]) for e in sim])
+    sim_cls = np.array([e["class_id"] for e in sim])
+    for name in ("fp32", "int8"):
+        probs, _ = ort_predict(ort_session(HERE / f"defect_{name}.onnx", threads=2), sim_x)
+        results[name]["simset_correct"] = int((probs.argmax(1) == sim_cls).sum())
+    results["simset_n"] = len(sim)
     agree = (subset["fp32_class_probs"].argmax(1) == subset["int8_class_probs"].argmax(1)).mean()
     results["subset_fp32_int8_argmax_agreement"] = float(agree)
     (HERE / "eval_subset_images.u8").write_bytes(np.ascontiguousarray(subset["images"], dtype=np.uint8).tobytes())
@@ -88,7 +97,9 @@ def render_markdown(res: dict) -> str:
     for name in ("fp32", "int8"):
         for b, l in res[name]["latency_2_threads"].items():
             out.append(f"| {name} | {l['batch']} | {l['p50_ms']:.3f} | {l['p99_ms']:.3f} | {l['images_per_s']:.0f} |")
-    out += ["", f"FP32/INT8 argmax agreement on eval_subset: {res['subset_fp32_int8_argmax_agreement']:.4f}", ""]
+    out += ["", f"FP32/INT8 argmax agreement on eval_subset: {res['subset_fp32_int8_argmax_agreement']:.4f}", "",
+            f"Simulator image library (simset/, backgrounds {' and '.join(SPLITS['sim'])}): FP32 right on "
+            f"{res['fp32']['simset_correct']} of {res['simset_n']}, INT8 on {res['int8']['simset_correct']}.", ""]
     return "\n".join(out)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -59,9 +60,13 @@ def evaluate_torch(model, images, cls, box, device: str = "cpu") -> dict:
 
 
 def fit(arch: str, epochs: int, train_data, val_data, seed: int = 0, lr: float = 3e-3, batch: int = 128,
-        device: str = "cpu", log=print):
+        device: str = "cpu", log=print, precision: str = "fp32"):
     """Train `arch` on (images u8, class ids, boxes) and keep the epoch with the best validation
-    macro F1 + 0.1 x mean IoU. Returns (model on the CPU, per-epoch history, training seconds)."""
+    macro F1 + 0.1 x mean IoU. Returns (model on the CPU, per-epoch history, training seconds).
+
+    `precision` "bf16": forward passes and losses under bfloat16 autocast, with channels-last
+    tensors (weights, gradients and the optimiser stay float32; validation runs in float32). On a
+    CPU with AVX-512 BF16 a training step takes about a third of the float32 time."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     tr_img, tr_cls, tr_box = train_data
@@ -71,7 +76,9 @@ def fit(arch: str, epochs: int, train_data, val_data, seed: int = 0, lr: float =
     has_box = torch.from_numpy(~np.isnan(tr_box[:, 0])).to(device)
     b_all = torch.from_numpy(np.nan_to_num(tr_box, nan=0.0)).to(device)
 
-    model = build(arch).to(device)
+    bf16 = precision == "bf16"
+    layout = torch.channels_last if bf16 else torch.contiguous_format
+    model = build(arch).to(device).to(memory_format=layout)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     steps = epochs * ((len(x_all) + batch - 1) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
@@ -85,11 +92,12 @@ def fit(arch: str, epochs: int, train_data, val_data, seed: int = 0, lr: float =
         for i in range(0, len(perm), batch):
             idx = perm[i : i + batch]
             x, bx = augment(x_all[idx].clone(), b_all[idx], gen)
-            logits, pb = model.forward_logits(x)
-            m = has_box[idx]
-            loss = ce(logits, y_all[idx])
-            if m.any():
-                loss = loss + BOX_WEIGHT * nn.functional.smooth_l1_loss(pb[m], bx[m], beta=0.02)
+            with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=bf16):
+                logits, pb = model.forward_logits(x.contiguous(memory_format=layout))
+                m = has_box[idx]
+                loss = ce(logits.float(), y_all[idx])
+                if m.any():
+                    loss = loss + BOX_WEIGHT * nn.functional.smooth_l1_loss(pb[m].float(), bx[m], beta=0.02)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -102,19 +110,21 @@ def fit(arch: str, epochs: int, train_data, val_data, seed: int = 0, lr: float =
         log(json.dumps(history[-1]))
         if score > best:
             best, best_state = score, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    model = model.cpu()
+    model = model.cpu().to(memory_format=torch.contiguous_format)
     model.load_state_dict(best_state)
     model.eval()
     return model, history, time.time() - t_train
 
 
-def train(arch: str, epochs: int, n_train: int, seed: int = 0, lr: float = 3e-3, batch: int = 128, log=print):
+def train(arch: str, epochs: int, n_train: int, seed: int = 0, lr: float = 3e-3, batch: int = 128, log=print,
+          precision: str = "fp32"):
     t0 = time.time()
     tr_img, tr_cls, tr_box, _ = split_data("train", N_TRAIN)
     va_img, va_cls, va_box, _ = split_data("val", N_VAL)
     tr = (tr_img[:n_train], tr_cls[:n_train], tr_box[:n_train])
     log(f"data ready in {time.time() - t0:.1f}s: train {len(tr[0])}, val {len(va_img)}")
-    return fit(arch, epochs, tr, (va_img, va_cls, va_box), seed=seed, lr=lr, batch=batch, log=log)
+    return fit(arch, epochs, tr, (va_img, va_cls, va_box), seed=seed, lr=lr, batch=batch, log=log,
+               precision=precision)
 
 
 def compare(args) -> None:
@@ -141,6 +151,16 @@ def compare(args) -> None:
         "rows": rows}, indent=2))
 
 
+def cpu_has_native_bf16() -> bool:
+    """True when /proc/cpuinfo lists a bfloat16 instruction set (AVX-512 BF16 or AMX); False when
+    it does not or cannot be read (not Linux)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="small", choices=list(ARCHS))
@@ -151,17 +171,24 @@ def main() -> None:
     ap.add_argument("--compare-epochs", type=int, default=3)
     ap.add_argument("--compare-n", type=int, default=12_000)
     ap.add_argument("--no-quantize", action="store_true")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="bf16: bfloat16 autocast + channels-last for training (fast on CPUs with AVX-512 BF16)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.precision == "bf16" and not cpu_has_native_bf16():
+        print("warning: this CPU reports neither avx512_bf16 nor amx_bf16; bfloat16 training will be "
+              "slow here, --precision fp32 is the faster choice", flush=True)
     if args.compare:
         compare(args)
         return
     t0 = time.time()
-    model, history, secs = train(args.arch, args.epochs, args.n_train, log=lambda s: print(s, flush=True))
+    model, history, secs = train(args.arch, args.epochs, args.n_train, log=lambda s: print(s, flush=True),
+                                 precision=args.precision)
     fp32 = HERE / "defect_fp32.onnx"
     export_onnx(model, fp32)
     torch.save(model.state_dict(), HERE.parent.parent / "data" / "vision" / f"defect_{args.arch}.pt")
     log = {"arch": args.arch, **ARCHS[args.arch], "epochs": args.epochs, "n_train": args.n_train,
+           "precision": args.precision,
            "train_loop_seconds": secs, "history": history}
     if not args.no_quantize:
         from quantize import quantize_best
