@@ -1,4 +1,4 @@
-"""Seeded synthetic surface-defect generator on real photographs (scikit-image sample data).
+"""Seeded synthetic surface-defect generator on real photographs (scikit-image and scikit-learn sample data).
 
 `generate(seed, backgrounds, n)` returns `n` grey 64x64 uint8 images and one label per image:
 `{"type": <class name>, "class_id": int, "bbox": [x, y, w, h] | None, "background": name}`.
@@ -51,10 +51,14 @@ class Background:
     file: str
     source: str
     licence: str
+    # the wheel the file ships in: "skimage" (skimage/data/) or "sklearn" (sklearn/datasets/images/)
+    package: str = "skimage"
 
 
-# Every photograph ships in the scikit-image wheel (skimage/data/); licence text is quoted from the
-# docstring of the matching skimage.data function. Images without a stated licence (moon, page,
+# Every photograph ships in a PyPI wheel: scikit-image's (skimage/data/; licence text quoted from the
+# docstring of the matching skimage.data function) or scikit-learn's (sklearn/datasets/images/;
+# licence and credits from the README.txt next to the files: CC BY 2.0, so MODEL_CARD.md credits the
+# photographers and says what was changed). Images without a stated licence (moon, page,
 # motorcycle) are deliberately not used.
 BACKGROUNDS: dict[str, Background] = {
     "brick": Background("brick.png", "CC0Textures Bricks25", "CC0"),
@@ -72,10 +76,13 @@ BACKGROUNDS: dict[str, Background] = {
     "clock_motion": Background("clock_motion.png", "photographer Stefan van der Walt", "public domain"),
     "retina": Background("retina.jpg", "Wikimedia Commons, Mikael Haggstrom", "CC0"),
     "cell": Background("cell.png", "qpformat hologram (Paul Mueller et al.)", "CC0"),
+    "china": Background("china.jpg", "Flickr, danielbuechele, photo 6061409035", "CC BY 2.0", "sklearn"),
+    "flower": Background("flower.jpg", "Flickr, vultilion, photo 6056698931", "CC BY 2.0", "sklearn"),
 }
 
 SPLITS: dict[str, list[str]] = {
-    "train": ["brick", "grass", "camera", "text", "astronaut", "coffee", "rocket", "immunohistochemistry"],
+    "train": ["brick", "grass", "camera", "text", "astronaut", "coffee", "rocket", "immunohistochemistry",
+              "china", "flower"],
     "val": ["chelsea", "hubble_deep_field"],
     "test": ["gravel", "coins", "clock_motion"],
     "sim": ["retina", "cell"],
@@ -101,7 +108,13 @@ def skimage_data_dir() -> Path:
 def load_background(name: str) -> np.ndarray:
     """Background photograph as uint8 grey [H, W] (colour converted like the model contract)."""
     bg = BACKGROUNDS[name]
-    with Image.open(skimage_data_dir() / bg.file) as img:
+    if bg.package == "sklearn":
+        import sklearn
+
+        folder = Path(sklearn.__file__).parent / "datasets" / "images"
+    else:
+        folder = skimage_data_dir()
+    with Image.open(folder / bg.file) as img:
         img.load()
         if img.mode in ("RGB", "RGBA"):
             return rgb_to_luma_u8(np.asarray(img))
