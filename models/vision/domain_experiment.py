@@ -19,7 +19,7 @@ import time
 import numpy as np
 import torch
 
-from common import ARCHS, N_TRAIN, N_VAL, N_TEST
+from common import N_TRAIN, N_VAL, N_TEST
 from generate import BACKGROUNDS, make_split
 from metrics import compute
 from train import fit, predict_torch
@@ -48,7 +48,6 @@ def main() -> None:
     args = ap.parse_args()
     t_start = time.time()
     workers = os.cpu_count() or 2
-    ARCHS.setdefault("pool_w24", dict(widths=(24, 48, 96, 192), convs=(1, 1, 1, 1), hidden=128, strided=False))
     n_train, n_val, n_test = args.n
     va = make_split("val", n_val, workers)
     te = make_split("test", n_test, workers)
