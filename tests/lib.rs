@@ -114,9 +114,12 @@ pub fn assert_same_derived(a: &Path, b: &Path) {
     }
 }
 
-/// The repository root (this crate lives in `tests/`).
+/// The repository root (this crate lives in `tests/`). Cargo's `CARGO_MANIFEST_DIR` at run time
+/// comes first: it stays right when the binary was built from another checkout sharing the target
+/// directory.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .parent()
         .expect("repository root")
         .to_path_buf()

@@ -5,13 +5,15 @@
 //! `cargo bench -p twinline-models --bench preprocess`
 
 use std::hint::black_box;
-use std::path::Path;
+use std::path::PathBuf;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use twinline_models::vision::{decode_grey, normalise_into, preprocess_into, INPUT_LEN};
 
 fn images() -> Vec<Vec<u8>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("vision/simset");
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("vision/simset");
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .expect("models/vision/simset")
         .map(|e| e.expect("entry").path())

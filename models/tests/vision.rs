@@ -13,15 +13,22 @@ use twinline_models::vision::{
     VisionModelOptions, CLASS_NAMES, INPUT_LEN, INPUT_SIZE,
 };
 
+/// This package's directory: cargo's value at run time, which stays right when the binary was built
+/// from another checkout sharing the target directory; the compile-time value otherwise.
+fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 fn vision_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("vision")
+    package_dir().join("vision")
 }
 
 fn ort_library() -> PathBuf {
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()) {
         return PathBuf::from(p);
     }
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/lib");
+    let venv = package_dir().join("../.venv/lib");
     for py in std::fs::read_dir(&venv).into_iter().flatten().flatten() {
         let capi = py.path().join("site-packages/onnxruntime/capi");
         for f in std::fs::read_dir(&capi).into_iter().flatten().flatten() {

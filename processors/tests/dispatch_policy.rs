@@ -5,7 +5,7 @@
 //!
 //! Needs ONNX Runtime through `ORT_DYLIB_PATH` (`scripts/test.sh` sets it); not skipped without.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde_json::Value;
 use twinline_processors::dispatch::PolicyScorer;
@@ -14,8 +14,15 @@ use twinline_solver::dispatch::{
 };
 use twinline_solver::verify;
 
+/// This package's directory: cargo's value at run time, which stays right when the binary was built
+/// from another checkout sharing the target directory; the compile-time value otherwise.
+fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 fn rl_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/rl")
+    package_dir().join("../models/rl")
 }
 
 fn ort_library() -> PathBuf {

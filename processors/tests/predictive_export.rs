@@ -9,6 +9,7 @@
 mod predictive_common;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use predictive_common::{drive, export_rows, sim_config, Item};
@@ -56,11 +57,16 @@ impl FailureModel for Recorder {
     }
 }
 
+/// This package's directory: cargo's value at run time, which stays right when the binary was built
+/// from another checkout sharing the target directory; the compile-time value otherwise.
+fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 /// The shipped model's metadata: the serving processor is built with its names and K.
 fn shipped_meta() -> ModelMeta {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../models/predictive")
-        .join(META_FILE);
+    let path = package_dir().join("../models/predictive").join(META_FILE);
     let text = std::fs::read_to_string(&path).expect("read the shipped predictive.json");
     serde_json::from_str(&text).expect("parse predictive.json")
 }

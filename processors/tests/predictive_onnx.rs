@@ -14,8 +14,15 @@ use twinline_processors::predictive::{
 use twinline_processors::{Emitter, Processor};
 use twinline_schemas::{Payload, Urgency};
 
+/// This package's directory: cargo's value at run time, which stays right when the binary was built
+/// from another checkout sharing the target directory; the compile-time value otherwise.
+fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
 fn model_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/predictive")
+    package_dir().join("../models/predictive")
 }
 
 fn load_model() -> Option<OnnxFailureModel> {

@@ -515,8 +515,15 @@ mod tests {
         }
     }
 
+    /// This package's directory: cargo's value at run time, which stays right when the binary was built
+    /// from another checkout sharing the target directory; the compile-time value otherwise.
+    fn package_dir() -> PathBuf {
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+    }
+
     fn simset() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/vision/simset")
+        package_dir().join("../../models/vision/simset")
     }
 
     /// `labels.json` read independently of the loader, as `(file, type)` pairs.

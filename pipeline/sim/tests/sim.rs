@@ -3,6 +3,7 @@
 //! (procedural and from the labelled library).
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 
 use rand::RngCore;
 use twinline_schemas::{JobEventKind, MachineEventKind, Payload, SensorKind};
@@ -578,8 +579,15 @@ fn a_custom_image_source_changes_only_images() {
     assert!(n_images > 0);
 }
 
-fn simset() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/vision/simset")
+/// This package's directory: cargo's value at run time, which stays right when the binary was built
+/// from another checkout sharing the target directory; the compile-time value otherwise.
+fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
+
+fn simset() -> PathBuf {
+    package_dir().join("../../models/vision/simset")
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Shared fixtures: seeded event generators, a test double of the pipeline backend, and state
 //! and router builders.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -11,6 +12,13 @@ use twinline_queries::{
     ApiBackend, ApiConfig, ApiState, ApiToken, IngestAck, Role, ViewConfig, ViewEvent, Views,
 };
 use twinline_schemas::*;
+
+/// This package's directory: cargo's value at run time, which stays right when the binary was built
+/// from another checkout sharing the target directory; the compile-time value otherwise.
+pub fn package_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+}
 
 pub const T0: i64 = 1_700_000_000_000;
 

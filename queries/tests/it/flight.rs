@@ -25,7 +25,7 @@ const CLIENT_LIMIT: Duration = Duration::from_secs(180);
 fn python() -> PathBuf {
     std::env::var_os("TWINLINE_PYTHON")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"))
+        .unwrap_or_else(|| package_dir().join("../.venv/bin/python"))
 }
 
 /// Runs the client script against `port` and returns the JSON it printed.
@@ -48,7 +48,7 @@ fn run_client(port: u16, mode: &str) -> Value {
         py.display(),
         String::from_utf8_lossy(&check.stderr)
     );
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/flight_client.py");
+    let script = package_dir().join("tests/clients/flight_client.py");
     let child = Command::new(&py)
         .arg(&script)
         .arg(port.to_string())

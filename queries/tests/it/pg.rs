@@ -141,7 +141,7 @@ fn python_path() -> PathBuf {
     let path = std::env::var_os("TWINLINE_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            package_dir()
                 .parent()
                 .expect("workspace root")
                 .join(".venv/bin/python")
@@ -238,7 +238,7 @@ fn psql_ok(server: &PgServer, commands: &[&str]) -> String {
 
 /// `pg_client.py args`, its stdout parsed as JSON.
 fn py_client(args: &[String]) -> Value {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/pg_client.py");
+    let script = package_dir().join("tests/clients/pg_client.py");
     let mut full = vec![script.display().to_string()];
     full.extend(args.iter().cloned());
     let out = run(&python_path(), &full, &[]);
