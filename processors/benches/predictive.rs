@@ -121,13 +121,7 @@ fn bench(c: &mut Criterion) {
             black_box(n)
         })
     });
-    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(
-            || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")),
-            std::path::PathBuf::from,
-        )
-        .join("../models/predictive");
-    match OnnxFailureModel::load(dir) {
+    match OnnxFailureModel::load(common::shipped_model_dir()) {
         Ok(mut model) => {
             let f = model.feature_names().len();
             let k = model.sequence_len();

@@ -9,10 +9,9 @@
 mod predictive_common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use predictive_common::{drive, export_rows, sim_config, Item};
+use predictive_common::{drive, export_rows, shipped_model_dir, sim_config, Item};
 use twinline_models::predictive::{ModelMeta, META_FILE};
 use twinline_processors::predictive::{
     FailureModel, FailureOutput, ModelError, PredictiveConfig, PredictiveProcessor,
@@ -57,16 +56,9 @@ impl FailureModel for Recorder {
     }
 }
 
-/// This package's directory: cargo's value at run time, which stays right when the binary was built
-/// from another checkout sharing the target directory; the compile-time value otherwise.
-fn package_dir() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-}
-
 /// The shipped model's metadata: the serving processor is built with its names and K.
 fn shipped_meta() -> ModelMeta {
-    let path = package_dir().join("../models/predictive").join(META_FILE);
+    let path = shipped_model_dir().join(META_FILE);
     let text = std::fs::read_to_string(&path).expect("read the shipped predictive.json");
     serde_json::from_str(&text).expect("parse predictive.json")
 }

@@ -4,9 +4,8 @@
 mod predictive_common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
-use predictive_common::{drive, machine_index, sim_config, Item};
+use predictive_common::{drive, machine_index, shipped_model_dir, sim_config, Item};
 use twinline_models::predictive::OnnxFailureModel;
 use twinline_processors::predictive::{
     assess, FailureModel, FailureOutput, PredictiveConfig, PredictiveProcessor, NUM_FEATURES,
@@ -14,23 +13,12 @@ use twinline_processors::predictive::{
 use twinline_processors::{Emitter, Processor};
 use twinline_schemas::{Payload, Urgency};
 
-/// This package's directory: cargo's value at run time, which stays right when the binary was built
-/// from another checkout sharing the target directory; the compile-time value otherwise.
-fn package_dir() -> PathBuf {
-    std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
-}
-
-fn model_dir() -> PathBuf {
-    package_dir().join("../models/predictive")
-}
-
 fn load_model() -> Option<OnnxFailureModel> {
     if std::env::var_os("ORT_DYLIB_PATH").is_none() {
         eprintln!("SKIPPED: ORT_DYLIB_PATH is unset; point it at libonnxruntime.so.1.31.x to run the ONNX tests");
         return None;
     }
-    Some(OnnxFailureModel::load(model_dir()).expect("load models/predictive"))
+    Some(OnnxFailureModel::load(shipped_model_dir()).expect("load models/predictive"))
 }
 
 /// Held-out plant (a seed not used in training): every wear failure the models see coming gets
@@ -114,7 +102,8 @@ struct Subset {
 }
 
 fn read_subset() -> Subset {
-    let text = std::fs::read_to_string(model_dir().join("heldout_subset.csv")).expect("subset csv");
+    let text = std::fs::read_to_string(shipped_model_dir().join("heldout_subset.csv"))
+        .expect("subset csv");
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().expect("header").split(',').collect();
     assert_eq!(header.len(), 4 + NUM_FEATURES + 6);
@@ -181,7 +170,7 @@ fn model_card_subset_figures_are_reproduced() {
         return;
     };
     let metrics: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(model_dir().join("metrics.json")).expect("metrics.json"),
+        &std::fs::read_to_string(shipped_model_dir().join("metrics.json")).expect("metrics.json"),
     )
     .expect("json");
     let card = &metrics["subset"];

@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use twinline_processors::predictive::{FeatureConfig, FeatureError, FeatureRow, FeatureTracker};
 use twinline_processors::twin::{TwinConfig, TwinProcessor};
@@ -24,6 +25,15 @@ pub enum Item<'a> {
 
 /// Watermark tick of the driver, as the runtime's default `watermark_tick_ms`.
 pub const TICK_MS: i64 = 1_000;
+
+/// The shipped predictive model (`models/predictive`). The package directory is cargo's value at
+/// run time, which stays right when the binary was built from another checkout sharing the target
+/// directory; the compile-time value otherwise.
+pub fn shipped_model_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../models/predictive")
+}
 
 /// A simulator config for predictive work: coarse sensors and heartbeats, small images.
 pub fn sim_config(seed: u64, machines: usize, days: u64, sensor_interval_ms: u64) -> SimConfig {
