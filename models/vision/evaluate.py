@@ -37,6 +37,10 @@ def main() -> None:
     bg_names = list(BACKGROUNDS)
     results: dict = {"test_backgrounds": sorted({bg_names[i] for i in bg}), "n_test": int(len(images))}
     subset = {"images": images[:N_SUBSET], "cls": cls[:N_SUBSET], "box": box[:N_SUBSET]}
+    sim = json.loads((HERE / "simset" / "labels.json").read_text())["images"]
+    sim_x = np.stack([load_grey(HERE / "simset" / e["file"]) for e in sim])
+    sim_cls = np.array([e["class_id"] for e in sim])
+    results["simset_n"] = len(sim)
     for name in ("fp32", "int8"):
         path = HERE / f"defect_{name}.onnx"
         sess = ort_session(path, threads=2)
@@ -49,18 +53,12 @@ def main() -> None:
         r["subset"] = {k: v for k, v in compute(probs[:N_SUBSET], boxes[:N_SUBSET], cls[:N_SUBSET], box[:N_SUBSET]).items()}
         r["latency_2_threads"] = {f"batch{b}": latency(sess, b, seconds=args.latency_seconds) for b in (1, 32)}
         r["file_bytes"] = path.stat().st_size
+        r["simset_correct"] = int((ort_predict(sess, sim_x)[0].argmax(1) == sim_cls).sum())
         results[name] = r
         subset[f"{name}_class_probs"] = probs[:N_SUBSET].astype(np.float32)
         subset[f"{name}_bbox"] = boxes[:N_SUBSET].astype(np.float32)
         print(name, json.dumps({k: r[k] for k in ("accuracy", "macro_f1_defects", "auroc", "mean_iou")}),
               json.dumps(r["latency_2_threads"]), flush=True)
-    sim = json.loads((HERE / "simset" / "labels.json").read_text())["images"]
-    sim_x = np.stack([load_grey(HERE / "simset" / e["file"]) for e in sim])
-    sim_cls = np.array([e["class_id"] for e in sim])
-    for name in ("fp32", "int8"):
-        probs, _ = ort_predict(ort_session(HERE / f"defect_{name}.onnx", threads=2), sim_x)
-        results[name]["simset_correct"] = int((probs.argmax(1) == sim_cls).sum())
-    results["simset_n"] = len(sim)
     agree = (subset["fp32_class_probs"].argmax(1) == subset["int8_class_probs"].argmax(1)).mean()
     results["subset_fp32_int8_argmax_agreement"] = float(agree)
     (HERE / "eval_subset_images.u8").write_bytes(np.ascontiguousarray(subset["images"], dtype=np.uint8).tobytes())
