@@ -90,6 +90,89 @@ def build(arch: str) -> DefectNet:
     return DefectNet(**ARCHS[arch])
 
 
+def _box_back(box: torch.Tensor, k: int) -> torch.Tensor:
+    """A box [x, y, w, h] (normalised, top-left corner) found on an image turned k times by 90 degrees
+    counter-clockwise (`torch.rot90(image, k, dims=(2, 3))`, numpy's `rot90(image, k)`), in the
+    frame of the unturned image."""
+    for _ in range(k):
+        box = torch.stack([1.0 - box[:, 1] - box[:, 3], box[:, 0], box[:, 3], box[:, 2]], dim=1)
+    return box
+
+
+def _turn(x: torch.Tensor, k: int) -> torch.Tensor:
+    """`torch.rot90(x, k, dims=(2, 3))` written with flips and transposes, which the ONNX exporter
+    supports (it has no rot90)."""
+    if k == 1:
+        return x.flip(3).transpose(2, 3)
+    if k == 2:
+        return x.flip(2).flip(3)
+    if k == 3:
+        return x.transpose(2, 3).flip(3)
+    return x
+
+
+def _clip_box(box: torch.Tensor) -> torch.Tensor:
+    """A box [x, y, w, h] cut to the image (0..1): a turned-back box can start left of or above the
+    image when the network's box ran past the edge of the turned image."""
+    x0, y0 = box[:, 0].clamp(0.0, 1.0), box[:, 1].clamp(0.0, 1.0)
+    x1, y1 = (box[:, 0] + box[:, 2]).clamp(0.0, 1.0), (box[:, 1] + box[:, 3]).clamp(0.0, 1.0)
+    return torch.stack([x0, y0, x1 - x0, y1 - y0], dim=1)
+
+
+class RotationAverage(nn.Module):
+    """Test-time augmentation inside the exported graph (`train.py --tta rot4`): the network sees each
+    image and its three 90-degree turns in one batch; the four class-probability vectors are
+    averaged, and the four boxes, each turned back to the image's frame and cut to the image, are
+    averaged (so the output box lies inside the image). Same inputs and outputs as the bare network,
+    four times its work. Chosen on the validation split (tta_experiment.py)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        n = x.shape[0]
+        probs, box = self.net(torch.cat([_turn(x, k) for k in range(4)], dim=0))
+        probs = probs.reshape(4, n, probs.shape[1]).mean(dim=0)
+        box = box.reshape(4, n, 4)
+        return probs, torch.stack([_clip_box(_box_back(box[k], k)) for k in range(4)]).mean(dim=0)
+
+
+def from_bare_onnx(arch: str, path: Path) -> DefectNet:
+    """The network of a bare ONNX export of `arch` (`train.py` writes one to
+    data/vision/defect_fp32_plain.onnx), as a module whose export has the same weights: the export
+    folds each batch norm into its convolution, so each convolution here takes the folded weight and
+    bias and its batch norm becomes the identity."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    net = build(arch)
+    layers = list(net.features)
+    conv_at = [i for i, m in enumerate(layers) if isinstance(m, nn.Conv2d)]
+    if len(conv_at) != len(convs):
+        raise ValueError(f"{path}: {len(convs)} convolutions, {arch} has {len(conv_at)}")
+    for i, node in zip(conv_at, convs):
+        old = layers[i]
+        conv = nn.Conv2d(old.in_channels, old.out_channels, old.kernel_size, stride=old.stride,
+                         padding=old.padding, bias=True)
+        with torch.no_grad():
+            conv.weight.copy_(weights[node.input[1]])
+            conv.bias.copy_(weights[node.input[2]])
+        layers[i] = conv
+        if not isinstance(layers[i + 1], nn.BatchNorm2d):
+            raise ValueError(f"{arch}: convolution {i} is not followed by a batch norm")
+        layers[i + 1] = nn.Identity()
+    net.features = nn.Sequential(*layers)
+    with torch.no_grad():
+        for name, param in net.named_parameters():
+            if not name.startswith("features."):
+                param.copy_(weights[name])
+    return net.eval()
+
+
 def export_onnx(model: nn.Module, path: Path) -> None:
     model.eval()
     dummy = torch.zeros(1, 1, INPUT_SIZE, INPUT_SIZE)

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from common import ARCHS, HERE, N_TRAIN, N_VAL, build, export_onnx, latency, ort_predict, ort_session, split_data
+from common import (ARCHS, HERE, N_TRAIN, N_VAL, RotationAverage, build, export_onnx, from_bare_onnx, latency,
+                    ort_predict, ort_session, split_data)
 from metrics import compute
 from preprocess import batch_u8_to_tensor
 
@@ -161,6 +162,29 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def reexport(args) -> None:
+    """`--reexport`: the export and quantisation steps of a run, on a network trained before."""
+    import hashlib
+
+    t0 = time.time()
+    log = json.loads((HERE / "train_log.json").read_text())
+    if log["arch"] != args.arch:
+        raise SystemExit(f"train_log.json records arch {log['arch']}, not {args.arch}")
+    model = from_bare_onnx(args.arch, args.reexport)
+    fp32 = HERE / "defect_fp32.onnx"
+    export_onnx(RotationAverage(model) if args.tta == "rot4" else model, fp32)
+    log["tta"] = args.tta
+    log["reexported_from"] = {"file": args.reexport.name,
+                              "sha256": hashlib.sha256(args.reexport.read_bytes()).hexdigest()}
+    if not args.no_quantize:
+        from quantize import quantize_best
+
+        log["quantization"] = quantize_best(fp32, HERE / "defect_int8.onnx")
+    log["reexport_seconds"] = time.time() - t0
+    (HERE / "train_log.json").write_text(json.dumps(log, indent=2))
+    print(f"re-exported in {log['reexport_seconds']:.0f}s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--arch", default="small", choices=list(ARCHS))
@@ -173,8 +197,18 @@ def main() -> None:
     ap.add_argument("--no-quantize", action="store_true")
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                     help="bf16: bfloat16 autocast + channels-last for training (fast on CPUs with AVX-512 BF16)")
+    ap.add_argument("--tta", choices=["none", "rot4"], default="rot4",
+                    help="rot4: the exported models average the network over the image's four 90-degree "
+                         "turns (common.RotationAverage); none: the bare network")
+    ap.add_argument("--reexport", type=Path, metavar="BARE_ONNX",
+                    help="no training: take the network of a bare export of an earlier run (the "
+                         "data/vision/defect_fp32_plain.onnx it wrote) and redo the export with --tta and "
+                         "the INT8 quantisation; train_log.json keeps that run's training record")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.reexport:
+        reexport(args)
+        return
     if args.precision == "bf16" and not cpu_has_native_bf16():
         print("warning: this CPU reports neither avx512_bf16 nor amx_bf16; bfloat16 training will be "
               "slow here, --precision fp32 is the faster choice", flush=True)
@@ -185,10 +219,12 @@ def main() -> None:
     model, history, secs = train(args.arch, args.epochs, args.n_train, log=lambda s: print(s, flush=True),
                                  precision=args.precision)
     fp32 = HERE / "defect_fp32.onnx"
-    export_onnx(model, fp32)
     torch.save(model.state_dict(), HERE.parent.parent / "data" / "vision" / f"defect_{args.arch}.pt")
+    # the bare network too (not committed): what tta_experiment.py measures the augmentations on
+    export_onnx(model, HERE.parent.parent / "data" / "vision" / "defect_fp32_plain.onnx")
+    export_onnx(RotationAverage(model) if args.tta == "rot4" else model, fp32)
     log = {"arch": args.arch, **ARCHS[args.arch], "epochs": args.epochs, "n_train": args.n_train,
-           "precision": args.precision,
+           "precision": args.precision, "tta": args.tta,
            "train_loop_seconds": secs, "history": history}
     if not args.no_quantize:
         from quantize import quantize_best
