@@ -129,24 +129,12 @@ pub fn repo_root() -> PathBuf {
 /// (installed by `scripts/test.sh`). Panics with how to get it: the flows that need the models
 /// are not skipped.
 pub fn ort_library() -> PathBuf {
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
-        return PathBuf::from(p);
-    }
-    let lib = repo_root().join(".venv/lib");
-    let found = std::fs::read_dir(&lib).ok().and_then(|dirs| {
-        dirs.flatten()
-            .map(|d| d.path().join("site-packages/onnxruntime/capi"))
-            .filter_map(|capi| std::fs::read_dir(capi).ok())
-            .flat_map(|files| files.flatten().map(|f| f.path()))
-            .find(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("libonnxruntime.so"))
-            })
-    });
-    found.unwrap_or_else(|| {
-        panic!("ONNX Runtime not found: set ORT_DYLIB_PATH or run scripts/test.sh (it installs the onnxruntime wheel into .venv)")
-    })
+    twinline_models::session::ort_library_path(None)
+        .ok()
+        .or_else(|| twinline_models::session::ort_library_in_venv(&repo_root().join(".venv")))
+        .unwrap_or_else(|| {
+            panic!("ONNX Runtime not found: set ORT_DYLIB_PATH or run scripts/test.sh (it installs the onnxruntime wheel into .venv)")
+        })
 }
 
 /// A free TCP port on 127.0.0.1.

@@ -59,6 +59,28 @@ pub fn ort_library_path(explicit: Option<&Path>) -> Result<PathBuf, ModelError> 
     }
 }
 
+/// The ONNX Runtime library that the PyPI `onnxruntime` wheel installed into the Python virtual
+/// environment `venv` (`lib/python3.*/site-packages/onnxruntime/capi/libonnxruntime.so*`), if any.
+/// The project's scripts install it into `.venv` and pass it on as `ORT_DYLIB_PATH`; tests run
+/// without them look here.
+pub fn ort_library_in_venv(venv: &Path) -> Option<PathBuf> {
+    let pythons = std::fs::read_dir(venv.join("lib")).ok()?;
+    let mut found: Vec<PathBuf> = pythons
+        .flatten()
+        .map(|d| d.path().join("site-packages/onnxruntime/capi"))
+        .filter_map(|capi| std::fs::read_dir(capi).ok())
+        .flat_map(|files| files.flatten().map(|f| f.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libonnxruntime.so"))
+        })
+        .collect();
+    // Directory order is arbitrary: the same venv gives the same answer every time.
+    found.sort();
+    found.into_iter().next()
+}
+
 // The library can be loaded once per process; the environment is shared by every session. A
 // failed attempt is not cached so that a later call with a corrected path can succeed.
 static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();
@@ -165,4 +187,26 @@ pub fn session_with(
             path: path.to_path_buf(),
             reason: e.to_string(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wheel_library_is_found_in_a_venv_and_nothing_elsewhere() {
+        let venv = tempfile::tempdir().unwrap();
+        assert_eq!(ort_library_in_venv(venv.path()), None);
+        let capi = venv
+            .path()
+            .join("lib/python3.11/site-packages/onnxruntime/capi");
+        std::fs::create_dir_all(&capi).unwrap();
+        std::fs::write(capi.join("onnxruntime_pybind11_state.so"), b"").unwrap();
+        assert_eq!(ort_library_in_venv(venv.path()), None);
+        std::fs::write(capi.join("libonnxruntime.so.1.31.1"), b"").unwrap();
+        assert_eq!(
+            ort_library_in_venv(venv.path()),
+            Some(capi.join("libonnxruntime.so.1.31.1"))
+        );
+    }
 }

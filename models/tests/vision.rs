@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use twinline_models::session::{ort_library_in_venv, ort_library_path};
 use twinline_models::vision::{
     model_grey, normalise_into, preprocess_into, DefectModel, DefectOutput, OnnxDefectModel,
     VisionModelOptions, CLASS_NAMES, INPUT_LEN, INPUT_SIZE,
@@ -25,22 +26,10 @@ fn vision_dir() -> PathBuf {
 }
 
 fn ort_library() -> PathBuf {
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|v| !v.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let venv = package_dir().join("../.venv/lib");
-    for py in std::fs::read_dir(&venv).into_iter().flatten().flatten() {
-        let capi = py.path().join("site-packages/onnxruntime/capi");
-        for f in std::fs::read_dir(&capi).into_iter().flatten().flatten() {
-            if f.file_name()
-                .to_string_lossy()
-                .starts_with("libonnxruntime.so")
-            {
-                return f.path();
-            }
-        }
-    }
-    panic!("no ONNX Runtime: set ORT_DYLIB_PATH or run scripts/test.sh (installs .venv)");
+    ort_library_path(None)
+        .ok()
+        .or_else(|| ort_library_in_venv(&package_dir().join("../.venv")))
+        .expect("no ONNX Runtime: set ORT_DYLIB_PATH or run scripts/test.sh (installs .venv)")
 }
 
 fn load(variant: &str) -> OnnxDefectModel {

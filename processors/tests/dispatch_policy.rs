@@ -26,9 +26,10 @@ fn rl_dir() -> PathBuf {
 }
 
 fn ort_library() -> PathBuf {
-    std::env::var_os("ORT_DYLIB_PATH")
-        .map(PathBuf::from)
-        .expect("set ORT_DYLIB_PATH to libonnxruntime.so.1.31.x (scripts/test.sh does)")
+    twinline_models::session::ort_library_path(None)
+        .ok()
+        .or_else(|| twinline_models::session::ort_library_in_venv(&package_dir().join("../.venv")))
+        .expect("no ONNX Runtime: set ORT_DYLIB_PATH or run scripts/test.sh (installs .venv)")
 }
 
 /// The validation instances of `train.py` (`Batch.random(j, m, 16, 1, 900000 + 100 j + m)`).
