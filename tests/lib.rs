@@ -129,10 +129,7 @@ pub fn repo_root() -> PathBuf {
 /// (installed by `scripts/test.sh`). Panics with how to get it: the flows that need the models
 /// are not skipped.
 pub fn ort_library() -> PathBuf {
-    twinline_models::session::ort_library_path(None)
-        .ok()
-        .or_else(|| twinline_models::session::ort_library_in_venv(&repo_root().join(".venv")))
-        .unwrap_or_else(|| {
+    twinline_models::session::ort_library_or_venv(&repo_root().join(".venv")).unwrap_or_else(|| {
             panic!("ONNX Runtime not found: set ORT_DYLIB_PATH or run scripts/test.sh (it installs the onnxruntime wheel into .venv)")
         })
 }

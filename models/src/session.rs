@@ -81,6 +81,14 @@ pub fn ort_library_in_venv(venv: &Path) -> Option<PathBuf> {
     found.into_iter().next()
 }
 
+/// The library a run without configuration uses: `ORT_DYLIB_PATH` if set, else the wheel's library
+/// in `venv` ([`ort_library_in_venv`]). For tests, which run with or without the project's scripts.
+pub fn ort_library_or_venv(venv: &Path) -> Option<PathBuf> {
+    ort_library_path(None)
+        .ok()
+        .or_else(|| ort_library_in_venv(venv))
+}
+
 // The library can be loaded once per process; the environment is shared by every session. A
 // failed attempt is not cached so that a later call with a corrected path can succeed.
 static ENVIRONMENT: OnceLock<Environment> = OnceLock::new();

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use twinline_models::session::{ort_library_in_venv, ort_library_path};
+use twinline_models::session::ort_library_or_venv;
 use twinline_models::vision::{
     model_grey, normalise_into, preprocess_into, DefectModel, DefectOutput, OnnxDefectModel,
     VisionModelOptions, CLASS_NAMES, INPUT_LEN, INPUT_SIZE,
@@ -26,9 +26,7 @@ fn vision_dir() -> PathBuf {
 }
 
 fn ort_library() -> PathBuf {
-    ort_library_path(None)
-        .ok()
-        .or_else(|| ort_library_in_venv(&package_dir().join("../.venv")))
+    ort_library_or_venv(&package_dir().join("../.venv"))
         .expect("no ONNX Runtime: set ORT_DYLIB_PATH or run scripts/test.sh (installs .venv)")
 }
 

@@ -26,9 +26,7 @@ fn rl_dir() -> PathBuf {
 }
 
 fn ort_library() -> PathBuf {
-    twinline_models::session::ort_library_path(None)
-        .ok()
-        .or_else(|| twinline_models::session::ort_library_in_venv(&package_dir().join("../.venv")))
+    twinline_models::session::ort_library_or_venv(&package_dir().join("../.venv"))
         .expect("no ONNX Runtime: set ORT_DYLIB_PATH or run scripts/test.sh (installs .venv)")
 }
 

@@ -1,5 +1,5 @@
 //! Predictive processor with the committed ONNX models (`models/predictive/`). Needs the ONNX
-//! Runtime library: set `ORT_DYLIB_PATH` (the tests skip, saying so, when it is unset).
+//! Runtime library: `ORT_DYLIB_PATH`, or the `onnxruntime` wheel in the repository's `.venv`.
 
 mod predictive_common;
 
@@ -13,19 +13,19 @@ use twinline_processors::predictive::{
 use twinline_processors::{Emitter, Processor};
 use twinline_schemas::{Payload, Urgency};
 
-fn load_model() -> Option<OnnxFailureModel> {
-    if std::env::var_os("ORT_DYLIB_PATH").is_none() {
-        eprintln!("SKIPPED: ORT_DYLIB_PATH is unset; point it at libonnxruntime.so.1.31.x to run the ONNX tests");
-        return None;
-    }
-    Some(OnnxFailureModel::load(shipped_model_dir()).expect("load models/predictive"))
+fn load_model() -> OnnxFailureModel {
+    let library =
+        twinline_models::session::ort_library_or_venv(&shipped_model_dir().join("../../.venv"))
+            .expect("no ONNX Runtime: set ORT_DYLIB_PATH or run scripts/test.sh (installs .venv)");
+    OnnxFailureModel::load_with_library(shipped_model_dir(), Some(&library))
+        .expect("load models/predictive")
 }
 
 /// Held-out plant (a seed not used in training): every wear failure the models see coming gets
 /// a CRITICAL prediction before the FAULT, and most failures are seen coming.
 #[test]
 fn simulated_failures_get_critical_predictions_before_failure() {
-    let Some(model) = load_model() else { return };
+    let model = load_model();
     let mut p =
         PredictiveProcessor::new(PredictiveConfig::default(), Box::new(model)).expect("processor");
     let mut em = Emitter::new();
@@ -166,9 +166,7 @@ fn average_precision(y: &[i32], s: &[f64]) -> f64 {
 /// path (the processor's `assess`, one row at a time with its history).
 #[test]
 fn model_card_subset_figures_are_reproduced() {
-    let Some(mut model) = load_model() else {
-        return;
-    };
+    let mut model = load_model();
     let metrics: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(shipped_model_dir().join("metrics.json")).expect("metrics.json"),
     )
