@@ -36,8 +36,15 @@ def split_data(split: str, n: int):
     return images, cls, box, bg
 
 
-def _block(cin: int, cout: int, convs: int, strided: bool) -> list[nn.Module]:
-    """`strided`: one 3x3 stride-2 conv (+ convs-1 stride-1 convs); else convs x conv + maxpool 2."""
+def _block(cin: int, cout: int, convs: int, strided: bool, pool_first: bool = False) -> list[nn.Module]:
+    """`strided`: one 3x3 stride-2 conv (+ convs-1 stride-1 convs); else convs x conv + maxpool 2.
+    `pool_first` (one conv, not strided): conv, maxpool 2, then batch norm and ReLU on the pooled map,
+    so the normalisation and activation run on a quarter of the pixels."""
+    if pool_first:
+        if strided or convs != 1:
+            raise ValueError("pool_first blocks have one convolution and no stride")
+        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.MaxPool2d(2), nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True)]
     layers: list[nn.Module] = []
     for i in range(convs):
         stride = 2 if (strided and i == 0) else 1
@@ -55,12 +62,13 @@ class DefectNet(nn.Module):
     Outputs `class_probs` (softmax over CLASS_NAMES) and `bbox` (sigmoid, x, y, w, h in 0..1).
     """
 
-    def __init__(self, widths: tuple[int, ...], convs: tuple[int, ...], hidden: int = 128, strided: bool = True):
+    def __init__(self, widths: tuple[int, ...], convs: tuple[int, ...], hidden: int = 128, strided: bool = True,
+                 pool_first: bool = False):
         super().__init__()
         layers: list[nn.Module] = []
         cin = 1
         for w, k in zip(widths, convs):
-            layers += _block(cin, w, k, strided)
+            layers += _block(cin, w, k, strided, pool_first)
             cin = w
         self.features = nn.Sequential(*layers)
         side = INPUT_SIZE // 2 ** len(widths)
@@ -83,6 +91,8 @@ ARCHS = {
     "pool": dict(widths=(16, 32, 64, 128), convs=(1, 1, 1, 1), hidden=128, strided=False),
     # pool with 1.5x the channels (2.25x the MACs): measured in the GPU and CPU rounds, not committed
     "pool_w24": dict(widths=(24, 48, 96, 192), convs=(1, 1, 1, 1), hidden=128, strided=False),
+    # pool with the max-pool moved before batch norm and ReLU (cheaper to train on CPUs)
+    "pool_pf": dict(widths=(16, 32, 64, 128), convs=(1, 1, 1, 1), hidden=128, strided=False, pool_first=True),
 }
 
 
@@ -140,31 +150,45 @@ class RotationAverage(nn.Module):
 
 def from_bare_onnx(arch: str, path: Path) -> DefectNet:
     """The network of a bare ONNX export of `arch` (`train.py` writes one to
-    data/vision/defect_fp32_plain.onnx), as a module whose export has the same weights: the export
-    folds each batch norm into its convolution, so each convolution here takes the folded weight and
-    bias and its batch norm becomes the identity."""
+    data/vision/defect_fp32_plain.onnx), as a module whose export has the same weights. The export
+    folds a batch norm that directly follows its convolution into it: such a convolution here takes
+    the folded weight and bias and its batch norm becomes the identity. A batch norm the export kept
+    (after a max-pool, `pool_first`) takes the exported scale, shift, mean and variance."""
     import onnx
     from onnx import numpy_helper
 
     graph = onnx.load(str(path)).graph
     weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
-    convs = [n for n in graph.node if n.op_type == "Conv"]
+    ops = [n for n in graph.node if n.op_type in ("Conv", "BatchNormalization")]
     net = build(arch)
     layers = list(net.features)
-    conv_at = [i for i, m in enumerate(layers) if isinstance(m, nn.Conv2d)]
-    if len(conv_at) != len(convs):
-        raise ValueError(f"{path}: {len(convs)} convolutions, {arch} has {len(conv_at)}")
-    for i, node in zip(conv_at, convs):
-        old = layers[i]
-        conv = nn.Conv2d(old.in_channels, old.out_channels, old.kernel_size, stride=old.stride,
-                         padding=old.padding, bias=True)
-        with torch.no_grad():
-            conv.weight.copy_(weights[node.input[1]])
-            conv.bias.copy_(weights[node.input[2]])
-        layers[i] = conv
-        if not isinstance(layers[i + 1], nn.BatchNorm2d):
-            raise ValueError(f"{arch}: convolution {i} is not followed by a batch norm")
-        layers[i + 1] = nn.Identity()
+    for i, layer in enumerate(layers):
+        if isinstance(layer, nn.Conv2d):
+            if not ops or ops[0].op_type != "Conv":
+                raise ValueError(f"{path}: no convolution where {arch} has layer {i}")
+            node = ops.pop(0)
+            folded = len(node.input) > 2
+            conv = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
+                             padding=layer.padding, bias=folded)
+            with torch.no_grad():
+                conv.weight.copy_(weights[node.input[1]])
+                if folded:
+                    conv.bias.copy_(weights[node.input[2]])
+            layers[i] = conv
+            if folded:
+                if i + 1 >= len(layers) or not isinstance(layers[i + 1], nn.BatchNorm2d):
+                    raise ValueError(f"{path}: convolution {i} has a bias, {arch} has no batch norm after it")
+                layers[i + 1] = nn.Identity()
+        elif isinstance(layer, nn.BatchNorm2d):
+            if not ops or ops[0].op_type != "BatchNormalization":
+                raise ValueError(f"{path}: no batch norm where {arch} has layer {i}")
+            node = ops.pop(0)
+            with torch.no_grad():
+                for name, j in (("weight", 1), ("bias", 2), ("running_mean", 3), ("running_var", 4)):
+                    getattr(layer, name).copy_(weights[node.input[j]])
+            layer.eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-5)
+    if ops:
+        raise ValueError(f"{path}: {len(ops)} convolutions or batch norms more than {arch} has")
     net.features = nn.Sequential(*layers)
     with torch.no_grad():
         for name, param in net.named_parameters():
