@@ -65,6 +65,7 @@ class DefectNet(nn.Module):
     def __init__(self, widths: tuple[int, ...], convs: tuple[int, ...], hidden: int = 128, strided: bool = True,
                  pool_first: bool = False):
         super().__init__()
+        self.config = dict(widths=widths, convs=convs, hidden=hidden, strided=strided, pool_first=pool_first)
         layers: list[nn.Module] = []
         cin = 1
         for w, k in zip(widths, convs):
@@ -98,6 +99,34 @@ ARCHS = {
 
 def build(arch: str) -> DefectNet:
     return DefectNet(**ARCHS[arch])
+
+
+def serving_form(net: DefectNet) -> DefectNet:
+    """The network to export for serving. A `pool_first` network (conv → max-pool → batch norm → ReLU)
+    whose batch norms all scale by a positive factor (gamma > 0) computes, in eval mode, the same
+    function as the conv → batch norm → ReLU → max-pool network with the same weights: an increasing
+    per-channel affine map commutes with the max-pool, and so does the ReLU. That form's export
+    folds each batch norm into its convolution and lets ONNX Runtime fuse the ReLU, and its INT8
+    graph has no float batch norm between quantised operators. Any other network, or a `pool_first`
+    one with a scale <= 0, is returned unchanged."""
+    if not net.config["pool_first"]:
+        return net
+    norms = [m for m in net.features if isinstance(m, nn.BatchNorm2d)]
+    if not all(bool((m.weight > 0).all()) for m in norms):
+        return net
+    out = DefectNet(**{**net.config, "pool_first": False})
+    src = [m for m in net.features if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
+    dst = [m for m in out.features if isinstance(m, (nn.Conv2d, nn.BatchNorm2d))]
+    with torch.no_grad():
+        for a, b in zip(src, dst, strict=True):
+            if type(a) is not type(b):
+                raise ValueError("pool_first network and its serving form differ in layer order")
+            b.load_state_dict(a.state_dict())
+            if isinstance(a, nn.BatchNorm2d):
+                b.eps = a.eps
+        for name in ("fc", "cls", "box"):
+            getattr(out, name).load_state_dict(getattr(net, name).state_dict())
+    return out.eval()
 
 
 def _box_back(box: torch.Tensor, k: int) -> torch.Tensor:

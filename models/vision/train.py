@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from common import (ARCHS, HERE, N_TRAIN, N_VAL, RotationAverage, build, export_onnx, from_bare_onnx, latency,
-                    ort_predict, ort_session, split_data)
+                    ort_predict, ort_session, serving_form, split_data)
 from metrics import compute
 from preprocess import batch_u8_to_tensor
 
@@ -137,7 +137,7 @@ def compare(args) -> None:
     for arch in ARCHS:
         model, hist, secs = train(arch, args.compare_epochs, args.compare_n, log=lambda s: print(f"[{arch}] {s}", flush=True))
         path = HERE.parent.parent / "data" / "vision" / f"cand_{arch}.onnx"
-        export_onnx(model, path)
+        export_onnx(serving_form(model), path)
         sess = ort_session(path)
         va_img, va_cls, va_box, _ = split_data("val", N_VAL)
         m = compute(*ort_predict(sess, va_img), va_cls, va_box)
@@ -175,8 +175,10 @@ def reexport(args) -> None:
         raise SystemExit(f"train_log.json records arch {log['arch']}, not {args.arch}")
     model = from_bare_onnx(args.arch, args.reexport)
     fp32 = HERE / "defect_fp32.onnx"
-    export_onnx(RotationAverage(model) if args.tta == "rot4" else model, fp32)
+    served = serving_form(model)
+    export_onnx(RotationAverage(served) if args.tta == "rot4" else served, fp32)
     log["tta"] = args.tta
+    log["served_as"] = "pool" if served is not model else args.arch
     log["reexported_from"] = {"file": args.reexport.name,
                               "sha256": hashlib.sha256(args.reexport.read_bytes()).hexdigest()}
     if not args.no_quantize:
@@ -226,9 +228,11 @@ def main() -> None:
     torch.save(model.state_dict(), HERE.parent.parent / "data" / "vision" / f"defect_{args.arch}.pt")
     # the bare network too (not committed): what tta_experiment.py measures the augmentations on
     export_onnx(model, HERE.parent.parent / "data" / "vision" / "defect_fp32_plain.onnx")
-    export_onnx(RotationAverage(model) if args.tta == "rot4" else model, fp32)
+    served = serving_form(model)
+    export_onnx(RotationAverage(served) if args.tta == "rot4" else served, fp32)
     log = {"arch": args.arch, **ARCHS[args.arch], "epochs": args.epochs, "n_train": args.n_train,
            "precision": args.precision, "tta": args.tta,
+           "served_as": "pool" if served is not model else args.arch,
            "train_loop_seconds": secs, "history": history}
     if not args.no_quantize:
         from quantize import quantize_best
