@@ -109,7 +109,9 @@ def fit(arch: str, epochs: int, train_data, val_data, seed: int = 0, lr: float =
             tot += loss.item()
             nb += 1
         val = evaluate_torch(model, va_img, va_cls, va_box, device)
-        score = val["macro_f1_defects"] + 0.1 * val["mean_iou"]
+        # mean IoU is NaN when no defect image is classed right (an untrained network): count it as 0,
+        # so that some epoch is always kept
+        score = val["macro_f1_defects"] + 0.1 * float(np.nan_to_num(val["mean_iou"], nan=0.0))
         history.append({"epoch": ep + 1, "loss": tot / nb, "seconds": time.time() - te, **{k: val[k] for k in ("accuracy", "macro_f1_defects", "auroc", "mean_iou")}})
         log(json.dumps(history[-1]))
         if score > best:
