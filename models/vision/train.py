@@ -167,6 +167,15 @@ def cpu_has_native_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def export_served(model, arch: str, tta: str, path: Path) -> str:
+    """Export the committed FP32 graph: the network in its serving form (`common.serving_form`),
+    wrapped in the four-turn average when `tta` is "rot4". Returns the architecture whose graph was
+    exported ("pool" for a `pool_pf` network served in that form, else `arch`)."""
+    served = serving_form(model)
+    export_onnx(RotationAverage(served) if tta == "rot4" else served, path)
+    return "pool" if served is not model else arch
+
+
 def reexport(args) -> None:
     """`--reexport`: the export and quantisation steps of a run, on a network trained before."""
     import hashlib
@@ -177,10 +186,9 @@ def reexport(args) -> None:
         raise SystemExit(f"train_log.json records arch {log['arch']}, not {args.arch}")
     model = from_bare_onnx(args.arch, args.reexport)
     fp32 = HERE / "defect_fp32.onnx"
-    served = serving_form(model)
-    export_onnx(RotationAverage(served) if args.tta == "rot4" else served, fp32)
+    served_as = export_served(model, args.arch, args.tta, fp32)
     log["tta"] = args.tta
-    log["served_as"] = "pool" if served is not model else args.arch
+    log["served_as"] = served_as
     log["reexported_from"] = {"file": args.reexport.name,
                               "sha256": hashlib.sha256(args.reexport.read_bytes()).hexdigest()}
     if not args.no_quantize:
@@ -230,11 +238,9 @@ def main() -> None:
     torch.save(model.state_dict(), HERE.parent.parent / "data" / "vision" / f"defect_{args.arch}.pt")
     # the bare network too (not committed): what tta_experiment.py measures the augmentations on
     export_onnx(model, HERE.parent.parent / "data" / "vision" / "defect_fp32_plain.onnx")
-    served = serving_form(model)
-    export_onnx(RotationAverage(served) if args.tta == "rot4" else served, fp32)
+    served_as = export_served(model, args.arch, args.tta, fp32)
     log = {"arch": args.arch, **ARCHS[args.arch], "epochs": args.epochs, "n_train": args.n_train,
-           "precision": args.precision, "tta": args.tta,
-           "served_as": "pool" if served is not model else args.arch,
+           "precision": args.precision, "tta": args.tta, "served_as": served_as,
            "train_loop_seconds": secs, "history": history}
     if not args.no_quantize:
         from quantize import quantize_best
