@@ -443,6 +443,9 @@ def _disc_array(img, rng) -> np.ndarray:
 # (share of images on procedural surfaces, probability of distractors on a surface) per split.
 # Only training uses them: validation, test and the simulator set stay plain photographs.
 RANDOMISATION: dict[str, tuple[float, float]] = {"train": (0.0, 0.5)}  # chosen in domain_experiment.json
+# Splits whose `none` images are clean twins of defect images of the same chunk (same surface,
+# distractors included, fresh sensor noise) instead of surfaces of their own; see `generate`.
+TWINS: dict[str, bool] = {}
 
 
 RENDERERS = {
@@ -508,15 +511,35 @@ def _bbox(alpha: np.ndarray) -> list[float] | None:
 
 
 def generate(seed: int, backgrounds: list[str], n: int, procedural: float = 0.0,
-             distractors: float = 0.0) -> tuple[np.ndarray, list[dict]]:
-    """n images (uint8 [n, 64, 64]) and labels; deterministic for the arguments."""
+             distractors: float = 0.0, twins: bool = False) -> tuple[np.ndarray, list[dict]]:
+    """n images (uint8 [n, 64, 64]) and labels; deterministic for the arguments.
+
+    `twins`: the defect images are drawn first, then each `none` image is the surface of a different
+    defect image of this call (chosen at random) with its own sensor noise, so every clean surface
+    is also seen with a defect on it."""
     rng = np.random.default_rng(seed)
     classes = np.resize(np.arange(len(CLASS_NAMES)), n)
     rng.shuffle(classes)
     images = np.empty((n, SIZE, SIZE), dtype=np.uint8)
-    labels: list[dict] = []
-    for i, cid in enumerate(classes):
+    labels: list[dict | None] = [None] * n
+    order = list(range(n))
+    if twins:
+        order = [i for i in order if classes[i] != 0] + [i for i in order if classes[i] == 0]
+        surfaces: list[tuple[np.ndarray, str]] = []
+        n_none = int((classes == 0).sum())
+        if n_none > n - n_none:
+            raise ValueError("twins need at least as many defect images as none images")
+        picks: list[int] = []
+    for i in order:
+        cid = classes[i]
         name = CLASS_NAMES[int(cid)]
+        if twins and name == "none":
+            if not picks:
+                picks = [int(j) for j in rng.choice(len(surfaces), size=n_none, replace=False)]
+            surface, bg_name = surfaces[picks.pop()]
+            images[i] = _sensor(surface, rng)
+            labels[i] = {"type": name, "class_id": int(cid), "bbox": None, "background": bg_name}
+            continue
         while True:
             surface, bg_name = _surface(rng, backgrounds, procedural, distractors)
             if name == "none":
@@ -530,8 +553,10 @@ def generate(seed: int, backgrounds: list[str], n: int, procedural: float = 0.0,
             visible = core.any() and float(np.abs(img - surface)[core].mean()) >= MIN_VISIBLE[name]
             if bbox is not None and bbox[2] * SIZE >= 2 and bbox[3] * SIZE >= 2 and visible:
                 break
+        if twins:
+            surfaces.append((surface, bg_name))
         images[i] = _sensor(img, rng)
-        labels.append({"type": name, "class_id": int(cid), "bbox": bbox, "background": bg_name})
+        labels[i] = {"type": name, "class_id": int(cid), "bbox": bbox, "background": bg_name}
     return images, labels
 
 
@@ -543,7 +568,7 @@ def make_split(split: str, n: int, workers: int = 4, randomisation: tuple[float,
     names = SPLITS[split]
     order = list(BACKGROUNDS)
     proc, dist = randomisation if randomisation is not None else RANDOMISATION.get(split, (0.0, 0.0))
-    jobs = [(SEED_BASE[split] + k, names, min(CHUNK, n - k * CHUNK), proc, dist)
+    jobs = [(SEED_BASE[split] + k, names, min(CHUNK, n - k * CHUNK), proc, dist, TWINS.get(split, False))
             for k in range((n + CHUNK - 1) // CHUNK)]
     # chunks are independent (one seed each), so a process pool gives the same result as a loop
     if len(jobs) > 1 and workers > 1:

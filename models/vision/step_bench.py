@@ -18,7 +18,7 @@ import time
 import torch
 from torch import nn
 
-from common import ARCHS, INPUT_SIZE, build
+from common import ARCHS, INPUT_SIZE, build, keep_freed_memory
 
 
 def step_ms(arch: str, layout: torch.memory_format, bf16: bool, steps: int, batch: int = 128) -> float:
@@ -55,8 +55,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--bf16", action="store_true", help="also time bfloat16 autocast steps")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--malloc-defaults", action="store_true",
+                    help="keep glibc's allocation defaults (train.py changes them: common.keep_freed_memory)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if not args.malloc_defaults:
+        keep_freed_memory()
     archs = args.archs.split(",")
     for a in archs:
         if a not in ARCHS:

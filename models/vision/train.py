@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from common import (ARCHS, HERE, N_TRAIN, N_VAL, RotationAverage, build, export_onnx, from_bare_onnx, latency,
-                    ort_predict, ort_session, serving_form, split_data)
+from common import (ARCHS, HERE, N_TRAIN, N_VAL, RotationAverage, build, export_onnx, from_bare_onnx,
+                    keep_freed_memory, latency, ort_predict, ort_session, serving_form, split_data)
 from metrics import compute
 from preprocess import batch_u8_to_tensor
 
@@ -62,7 +62,7 @@ def evaluate_torch(model, images, cls, box, device: str = "cpu") -> dict:
 
 
 def fit(arch: str, epochs: int, train_data, val_data, seed: int = 0, lr: float = 3e-3, batch: int = 128,
-        device: str = "cpu", log=print, precision: str = "fp32"):
+        device: str = "cpu", log=print, precision: str = "fp32", ema: float = 0.0):
     """Train `arch` on (images u8, class ids, boxes) and keep the epoch with the best validation
     macro F1 + 0.1 x mean IoU. Returns (model on the CPU, per-epoch history, training seconds).
 
@@ -70,7 +70,11 @@ def fit(arch: str, epochs: int, train_data, val_data, seed: int = 0, lr: float =
     tensors (weights, gradients and the optimiser stay float32; validation runs in float32). On a
     CPU with AVX-512 BF16 a training step takes about a third of the float32 time. In both precisions
     the tensors are channels-last: a float32 step on the AVX2-only CPU of 2026-11-29 took 1.4x to
-    1.8x less time than in PyTorch's default layout (`step_bench.py`)."""
+    1.8x less time than in PyTorch's default layout (`step_bench.py`).
+
+    `ema` > 0: an exponential moving average of the weights and batch-norm statistics
+    (`torch.optim.swa_utils.AveragedModel`, this decay per step) is what each epoch validates and
+    what is kept; the training itself is unchanged."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     tr_img, tr_cls, tr_box = train_data
@@ -87,6 +91,11 @@ def fit(arch: str, epochs: int, train_data, val_data, seed: int = 0, lr: float =
     steps = epochs * ((len(x_all) + batch - 1) // batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.15)
     ce = nn.CrossEntropyLoss(label_smoothing=0.02)
+    averaged = None
+    if ema > 0:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True)
     best, best_state, history = -1.0, None, []
     t_train = time.time()
     for ep in range(epochs):
@@ -106,16 +115,19 @@ def fit(arch: str, epochs: int, train_data, val_data, seed: int = 0, lr: float =
             loss.backward()
             opt.step()
             sched.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             tot += loss.item()
             nb += 1
-        val = evaluate_torch(model, va_img, va_cls, va_box, device)
+        kept = averaged.module if averaged is not None else model
+        val = evaluate_torch(kept, va_img, va_cls, va_box, device)
         # mean IoU is NaN when no defect image is classed right (an untrained network): count it as 0,
         # so that some epoch is always kept
         score = val["macro_f1_defects"] + 0.1 * float(np.nan_to_num(val["mean_iou"], nan=0.0))
         history.append({"epoch": ep + 1, "loss": tot / nb, "seconds": time.time() - te, **{k: val[k] for k in ("accuracy", "macro_f1_defects", "auroc", "mean_iou")}})
         log(json.dumps(history[-1]))
         if score > best:
-            best, best_state = score, {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            best, best_state = score, {k: v.detach().cpu().clone() for k, v in kept.state_dict().items()}
     model = model.cpu().to(memory_format=torch.contiguous_format)
     model.load_state_dict(best_state)
     model.eval()
@@ -123,14 +135,14 @@ def fit(arch: str, epochs: int, train_data, val_data, seed: int = 0, lr: float =
 
 
 def train(arch: str, epochs: int, n_train: int, seed: int = 0, lr: float = 3e-3, batch: int = 128, log=print,
-          precision: str = "fp32"):
+          precision: str = "fp32", ema: float = 0.0):
     t0 = time.time()
     tr_img, tr_cls, tr_box, _ = split_data("train", N_TRAIN)
     va_img, va_cls, va_box, _ = split_data("val", N_VAL)
     tr = (tr_img[:n_train], tr_cls[:n_train], tr_box[:n_train])
     log(f"data ready in {time.time() - t0:.1f}s: train {len(tr[0])}, val {len(va_img)}")
     return fit(arch, epochs, tr, (va_img, va_cls, va_box), seed=seed, lr=lr, batch=batch, log=log,
-               precision=precision)
+               precision=precision, ema=ema)
 
 
 def compare(args) -> None:
@@ -213,6 +225,9 @@ def main() -> None:
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                     help="bf16: bfloat16 autocast for training (fast on CPUs with AVX-512 BF16 or AMX, very slow "
                          "without them); fp32 (default, the committed model): float32")
+    ap.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                    help="validate and keep an exponential moving average of the weights with this decay per "
+                         "step (0: off, the raw weights)")
     ap.add_argument("--tta", choices=["none", "rot4"], default="rot4",
                     help="rot4: the exported models average the network over the image's four 90-degree "
                          "turns (common.RotationAverage); none: the bare network")
@@ -222,6 +237,7 @@ def main() -> None:
                          "the INT8 quantisation; train_log.json keeps that run's training record")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    keep_freed_memory()
     if args.reexport:
         reexport(args)
         return
@@ -233,14 +249,14 @@ def main() -> None:
         return
     t0 = time.time()
     model, history, secs = train(args.arch, args.epochs, args.n_train, log=lambda s: print(s, flush=True),
-                                 precision=args.precision)
+                                 precision=args.precision, ema=args.ema)
     fp32 = HERE / "defect_fp32.onnx"
     torch.save(model.state_dict(), HERE.parent.parent / "data" / "vision" / f"defect_{args.arch}.pt")
     # the bare network too (not committed): what tta_experiment.py measures the augmentations on
     export_onnx(model, HERE.parent.parent / "data" / "vision" / "defect_fp32_plain.onnx")
     served_as = export_served(model, args.arch, args.tta, fp32)
     log = {"arch": args.arch, **ARCHS[args.arch], "epochs": args.epochs, "n_train": args.n_train,
-           "precision": args.precision, "tta": args.tta, "served_as": served_as,
+           "precision": args.precision, "ema": args.ema, "tta": args.tta, "served_as": served_as,
            "train_loop_seconds": secs, "history": history}
     if not args.no_quantize:
         from quantize import quantize_best
