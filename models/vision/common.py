@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from generate import RANDOMISATION, SPLITS, TWINS, make_split
+from generate import DISTRACTOR_VERSION, RANDOMISATION, SPLITS, TWINS, make_split
 from preprocess import CLASS_NAMES, INPUT_SIZE, batch_u8_to_tensor
 
 HERE = Path(__file__).resolve().parent
@@ -25,6 +25,7 @@ def split_data(split: str, n: int):
     CACHE.mkdir(parents=True, exist_ok=True)
     proc, dist = RANDOMISATION.get(split, (0.0, 0.0))
     suffix = f"_p{proc}_d{dist}" if (proc, dist) != (0.0, 0.0) else ""
+    suffix += f"v{DISTRACTOR_VERSION}" if dist > 0 and DISTRACTOR_VERSION != 1 else ""
     suffix += "_twins" if TWINS.get(split, False) else ""
     # the split's backgrounds are part of the key: a cache made with another list is not reused
     backgrounds = hashlib.sha1(",".join(SPLITS[split]).encode()).hexdigest()[:8]

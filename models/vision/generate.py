@@ -356,16 +356,28 @@ def _procedural_surface(rng) -> tuple[np.ndarray, str]:
     return _norm01(s), "procedural_" + kind
 
 
+# Version of the distractor set, part of the training cache's name: 1 = discs, arrays, steps, bars,
+# light (domain_experiment.json); 2 = the same plus concentric rings (`_rings`).
+DISTRACTOR_VERSION = 2
+_DISTRACTOR_KINDS = {
+    1: (("disc", "array", "step", "bar", "light"), (0.2, 0.35, 0.15, 0.15, 0.15)),
+    2: (("disc", "array", "step", "bar", "light", "rings"), (0.15, 0.3, 0.12, 0.11, 0.12, 0.2)),
+}
+
+
 def _distractors(img, rng) -> np.ndarray:
     """1-3 structures that belong to the part, not defects: embossed discs (bolts, bosses; larger
     and harder-edged than holes and stains), arrays of round features (rivet rows, bolt circles,
     perforated or dimpled sheet, pads), panel seams / steps, bars and labels, illumination
-    gradients."""
+    gradients, and (version 2) concentric rings: washers, O-rings, grommets, chamfered bores."""
     out = img.copy()
+    kinds, probs = _DISTRACTOR_KINDS[DISTRACTOR_VERSION]
     for _ in range(int(rng.integers(1, 4))):
-        kind = ("disc", "array", "step", "bar", "light")[int(rng.choice(5, p=(0.2, 0.35, 0.15, 0.15, 0.15)))]
+        kind = kinds[int(rng.choice(len(kinds), p=probs))]
         if kind == "array":
             out = _disc_array(out, rng)
+        elif kind == "rings":
+            out = _rings(out, rng)
         elif kind == "disc":
             r = rng.uniform(8, 30)
             cx, cy = rng.uniform(-r / 2, SIZE + r / 2, size=2)
@@ -402,6 +414,43 @@ def _distractors(img, rng) -> np.ndarray:
             ramp = ((_XX - SIZE / 2) * np.cos(th) + (_YY - SIZE / 2) * np.sin(th)) / SIZE
             out = out * (1.0 + rng.uniform(-0.5, 0.5) * ramp)
     return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def _rings(img, rng) -> np.ndarray:
+    """Concentric elliptical bands (outer radius 7-24 px, seen at an angle: axis ratio 0.6-1): a
+    washer, O-ring, grommet or chamfered bore. 2-3 sharp edges (0.4-1.5 px), bands alternately
+    lighter and darker than the surface (texture kept), the innermost at least 5 px in radius
+    (larger than a hole defect) or the surface itself (a washer's hole), and a highlight on the rim
+    facing a light direction. Regular and hard-edged, unlike a stain. Draws
+    into `img` (the caller's copy) and returns it."""
+    out = img
+    r = rng.uniform(7, 24)
+    cx, cy = rng.uniform(r * 0.3, SIZE - r * 0.3, size=2)
+    th = rng.uniform(0, np.pi)
+    aspect = rng.uniform(0.6, 1.0)
+    x, y = _XX - cx, _YY - cy
+    u = x * np.cos(th) + y * np.sin(th)
+    v = (-x * np.sin(th) + y * np.cos(th)) / aspect
+    rad = np.sqrt(u**2 + v**2)
+    edges = int(rng.integers(2, 4))
+    radii = np.sort(np.concatenate([[r], r * rng.uniform(0.35, 0.9, size=edges - 1)]))[::-1]
+    if radii[-1] < 5.0:
+        radii[-1] = 5.0
+    light = rng.uniform(0.0, 1.0) < 0.5
+    for k, rk in enumerate(radii):
+        inside = np.clip((rk - rad) / rng.uniform(0.4, 1.5) + 0.5, 0.0, 1.0)
+        innermost = k == len(radii) - 1
+        if innermost and rng.random() < 0.4:
+            continue  # the surface shows through (washer, grommet)
+        gain = rng.uniform(1.1, 1.6) if light else rng.uniform(0.35, 0.8)
+        fill = np.clip(img * gain + (rng.uniform(0.0, 0.25) if light else rng.uniform(-0.25, 0.0)), 0, 1)
+        out = _blend(out, inside, fill)
+        light = not light
+    facing = (x * np.cos(th + 1.0) + y * np.sin(th + 1.0)) / np.maximum(np.sqrt(x**2 + y**2), 1e-3)
+    w = rng.uniform(0.8, 2.0)
+    rim = np.clip(1.0 - np.abs(rad - radii[0] + w) / w, 0, 1) * rng.uniform(0.2, 0.5)
+    out = _blend(out, rim * np.clip(facing, 0, 1), 1.0)
+    return out
 
 
 def _disc_array(img, rng) -> np.ndarray:
