@@ -187,18 +187,32 @@ class RotationAverage(nn.Module):
     image and its three 90-degree turns in one batch; the four class-probability vectors are
     averaged, and the four boxes, each turned back to the image's frame and cut to the image, are
     averaged (so the output box lies inside the image). Same inputs and outputs as the bare network,
-    four times its work. Chosen on the validation split (tta_experiment.py)."""
+    four times its work. Chosen on the validation split (tta_experiment.py).
 
-    def __init__(self, net: nn.Module):
+    `mirror` (`--tta dihedral8`): the four turns and their left-right mirror images, eight views
+    (tta_experiment.py's `dihedral8`: view k + 4 is view k flipped), eight times the work."""
+
+    def __init__(self, net: nn.Module, mirror: bool = False):
         super().__init__()
         self.net = net
+        self.mirror = mirror
 
     def forward(self, x):
         n = x.shape[0]
-        probs, box = self.net(torch.cat([_turn(x, k) for k in range(4)], dim=0))
-        probs = probs.reshape(4, n, probs.shape[1]).mean(dim=0)
-        box = box.reshape(4, n, 4)
-        return probs, torch.stack([_clip_box(_box_back(box[k], k)) for k in range(4)]).mean(dim=0)
+        views = [_turn(x, k) for k in range(4)]
+        if self.mirror:
+            views += [v.flip(3) for v in views]
+        v = len(views)
+        probs, box = self.net(torch.cat(views, dim=0))
+        probs = probs.reshape(v, n, probs.shape[1]).mean(dim=0)
+        box = box.reshape(v, n, 4)
+        backs = []
+        for k in range(v):
+            b = box[k]
+            if k >= 4:  # undo the mirror first: x -> 1 - x - w
+                b = torch.stack([1.0 - b[:, 0] - b[:, 2], b[:, 1], b[:, 2], b[:, 3]], dim=1)
+            backs.append(_clip_box(_box_back(b, k % 4)))
+        return probs, torch.stack(backs).mean(dim=0)
 
 
 def from_bare_onnx(arch: str, path: Path) -> DefectNet:

@@ -81,6 +81,10 @@ def render_markdown(res: dict) -> str:
     if res.get("tta") == "rot4":
         out += ["Both models average the network over each image's four 90-degree turns inside the graph "
                 "(`train.py --tta rot4`): every figure below, latency included, is for that.", ""]
+    elif res.get("tta") == "dihedral8":
+        out += ["Both models average the network over each image's four 90-degree turns and their mirror "
+                "images inside the graph (`train.py --tta dihedral8`, eight views): every figure below, "
+                "latency included, is for that.", ""]
     out += ["| model | accuracy | macro F1 (5 defect classes) | AUROC defect vs none | mean bbox IoU | IoU>=0.5 |",
             "|---|---|---|---|---|---|"]
     for name in ("fp32", "int8"):

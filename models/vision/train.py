@@ -181,10 +181,12 @@ def cpu_has_native_bf16() -> bool:
 
 def export_served(model, arch: str, tta: str, path: Path) -> str:
     """Export the committed FP32 graph: the network in its serving form (`common.serving_form`),
-    wrapped in the four-turn average when `tta` is "rot4". Returns the architecture whose graph was
-    exported ("pool" for a `pool_pf` network served in that form, else `arch`)."""
+    wrapped in the four-turn average when `tta` is "rot4" (the eight-view one for "dihedral8").
+    Returns the architecture whose graph was exported ("pool" for a `pool_pf` network served in that
+    form, else `arch`)."""
     served = serving_form(model)
-    export_onnx(RotationAverage(served) if tta == "rot4" else served, path)
+    export_onnx(RotationAverage(served, mirror=tta == "dihedral8") if tta in ("rot4", "dihedral8") else served,
+                path)
     return "pool" if served is not model else arch
 
 
@@ -228,9 +230,10 @@ def main() -> None:
     ap.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
                     help="validate and keep an exponential moving average of the weights with this decay per "
                          "step (0: off, the raw weights)")
-    ap.add_argument("--tta", choices=["none", "rot4"], default="rot4",
+    ap.add_argument("--tta", choices=["none", "rot4", "dihedral8"], default="rot4",
                     help="rot4: the exported models average the network over the image's four 90-degree "
-                         "turns (common.RotationAverage); none: the bare network")
+                         "turns (common.RotationAverage); dihedral8: over the four turns and their mirror "
+                         "images (twice rot4's work); none: the bare network")
     ap.add_argument("--reexport", type=Path, metavar="BARE_ONNX",
                     help="no training: take the network of a bare export of an earlier run (the "
                          "data/vision/defect_fp32_plain.onnx it wrote) and redo the export with --tta and "
