@@ -137,7 +137,9 @@ def fit(arch: str, epochs: int, train_data, val_data, seed: int = 0, lr: float =
 def train(arch: str, epochs: int, n_train: int, seed: int = 0, lr: float = 3e-3, batch: int = 128, log=print,
           precision: str = "fp32", ema: float = 0.0):
     t0 = time.time()
-    tr_img, tr_cls, tr_box, _ = split_data("train", N_TRAIN)
+    # the split is generated in chunks of 600 with one seed each, so a larger split starts with the
+    # images of the smaller one: --n-train above N_TRAIN adds images, below it takes a prefix
+    tr_img, tr_cls, tr_box, _ = split_data("train", max(N_TRAIN, n_train))
     va_img, va_cls, va_box, _ = split_data("val", N_VAL)
     tr = (tr_img[:n_train], tr_cls[:n_train], tr_box[:n_train])
     log(f"data ready in {time.time() - t0:.1f}s: train {len(tr[0])}, val {len(va_img)}")
