@@ -1,6 +1,6 @@
 """Train the defect classifier + box regressor on generated data, export ONNX FP32 and INT8.
 
-    nice -n 10 .venv/bin/python models/vision/train.py --arch pool_pf --epochs 36   # the committed model
+    nice -n 10 .venv/bin/python models/vision/train.py --arch pool_pf --epochs 18 --n-train 72000 --precision fp32 --tta dihedral8   # the committed model
     nice -n 10 .venv/bin/python models/vision/train.py                 # defaults: arch "small", 12 epochs
     nice -n 10 .venv/bin/python models/vision/train.py --compare       # architecture comparison
 
