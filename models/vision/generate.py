@@ -421,8 +421,8 @@ def _rings(img, rng) -> np.ndarray:
     washer, O-ring, grommet or chamfered bore. 2-3 sharp edges (0.4-1.5 px), bands alternately
     lighter and darker than the surface (texture kept), the innermost at least 5 px in radius
     (larger than a hole defect) or the surface itself (a washer's hole), and a highlight on the rim
-    facing a light direction. Regular and hard-edged, unlike a stain. Draws
-    into `img` (the caller's copy) and returns it."""
+    facing a light direction. Regular and hard-edged, unlike a stain. Returns a new image; `img`
+    is left as it is (its texture fills the bands)."""
     out = img
     r = rng.uniform(7, 24)
     cx, cy = rng.uniform(r * 0.3, SIZE - r * 0.3, size=2)
